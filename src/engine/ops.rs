@@ -1,0 +1,822 @@
+//! Every state transition of a job, each one sled transaction over `jobs`
+//! and `index`, and the reads the public API needs.
+//!
+//! Transaction closures are pure: they read and write only the transactional
+//! trees (a non-transactional sled call inside one deadlocks in 0.34.7).
+//! Candidates are found by range reads first and re-checked inside the
+//! transaction: the record's `key` must still be the candidate key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+
+use super::codec::{decode_record, encode_record};
+use super::keys::{Class, IndexKey};
+use super::record::{AttemptLog, JobRecord};
+use super::signal::Signal;
+use super::trees::{self, OpenOptions, Trees};
+use crate::error::{Error, Result};
+use crate::retry::Retry;
+
+/// The error a lost run is recorded with, at open or when its lease lapsed.
+pub(crate) const ABANDONED: &str = "abandoned: the process stopped while the job was running";
+const LEASE_LAPSED: &str =
+    "abandoned: the run's lease expired without a heartbeat (the job ran longer than the worker's lease)";
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// A job to enqueue, already validated and encoded.
+#[derive(Debug, Clone)]
+pub(crate) struct NewJob {
+    pub(crate) id: String,
+    pub(crate) queue: String,
+    pub(crate) handler: String,
+    pub(crate) args: Vec<u8>,
+    pub(crate) description: Option<String>,
+    pub(crate) retry: Option<Retry>,
+    pub(crate) result_ttl_ms: u64,
+    pub(crate) failure_ttl_ms: u64,
+    pub(crate) due: u64,
+}
+
+/// A run handed to a worker thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub(crate) id: String,
+    pub(crate) queue: String,
+    pub(crate) handler: String,
+    pub(crate) args: Vec<u8>,
+    pub(crate) attempt: u32,
+    pub(crate) token: u64,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The handler returned this JSON value.
+    Success(Vec<u8>),
+    /// The handler failed with this message.
+    Failure(String),
+}
+
+/// What claiming found.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimReport {
+    pub(crate) claimed: Vec<Claimed>,
+    /// Runs whose lease lapsed, now retried or failed.
+    pub(crate) abandoned: usize,
+    /// Records that did not decode, now failed and quarantined.
+    pub(crate) corrupt: usize,
+}
+
+pub(crate) struct Engine {
+    path: PathBuf,
+    trees: Trees,
+    /// Raw bytes of records that did not decode, by job id.
+    quarantine: sled::Tree,
+    queue_ids: RwLock<HashMap<String, u32>>,
+    queue_names: RwLock<HashMap<u32, String>>,
+    queue_alloc: Mutex<()>,
+    pub(crate) signal: Arc<Signal>,
+}
+
+impl Engine {
+    pub(crate) fn open(path: &Path, opts: &OpenOptions) -> Result<Engine> {
+        let trees = trees::open(path, opts)?;
+        let quarantine = trees.db.open_tree("quarantine")?;
+        let mut ids = HashMap::new();
+        let mut names = HashMap::new();
+        for item in trees.queues.iter() {
+            let (name, id) = item?;
+            let name = String::from_utf8(name.to_vec())
+                .map_err(|_| Error::corrupt("queue name", "not UTF-8"))?;
+            let id = <[u8; 4]>::try_from(id.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| Error::corrupt(format!("queue {name:?}"), "bad queue number"))?;
+            ids.insert(name.clone(), id);
+            names.insert(id, name);
+        }
+        Ok(Engine {
+            path: path.to_owned(),
+            trees,
+            quarantine,
+            queue_ids: RwLock::new(ids),
+            queue_names: RwLock::new(names),
+            queue_alloc: Mutex::new(()),
+            signal: Arc::new(Signal::default()),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.trees.db
+    }
+
+    /// The number of a queue that has been used, if it has.
+    pub(crate) fn queue_id(&self, name: &str) -> Option<u32> {
+        self.queue_ids.read().get(name).copied()
+    }
+
+    /// Every queue that has been used, by name.
+    pub(crate) fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.queue_ids.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The number of a queue, assigned on first use. The assignment is a
+    /// plain write made before the job's transaction: sled recovers a prefix
+    /// of its log, so a recovered job always finds its queue, and a queue
+    /// entry whose job was lost is harmless.
+    fn queue_id_or_create(&self, name: &str) -> Result<u32> {
+        if let Some(id) = self.queue_id(name) {
+            return Ok(id);
+        }
+        let _alloc = self.queue_alloc.lock();
+        if let Some(id) = self.queue_id(name) {
+            return Ok(id);
+        }
+        let next = self.queue_names.read().keys().max().map_or(0, |m| m + 1);
+        self.trees.queues.insert(name, &next.to_be_bytes())?;
+        self.queue_ids.write().insert(name.to_owned(), next);
+        self.queue_names.write().insert(next, name.to_owned());
+        Ok(next)
+    }
+
+    fn next_seq(&self) -> Result<u64> {
+        Ok(self.trees.db.generate_id()?)
+    }
+
+    fn tx<T>(
+        &self,
+        f: impl Fn(&TransactionalTree, &TransactionalTree) -> TxResult<T>,
+    ) -> Result<T> {
+        Ok((&self.trees.jobs, &self.trees.index).transaction(|(jobs, index)| f(jobs, index))?)
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// Enqueues all of `new` in one transaction: all or nothing.
+    pub(crate) fn enqueue(&self, new: Vec<NewJob>, now: u64) -> Result<Vec<JobRecord>> {
+        let mut records = Vec::with_capacity(new.len());
+        for job in new {
+            let queue = self.queue_id_or_create(&job.queue)?;
+            let key = IndexKey::new(queue, Class::Ready, job.due, self.next_seq()?);
+            records.push(JobRecord {
+                id: job.id,
+                queue: job.queue,
+                handler: job.handler,
+                args: job.args,
+                description: job.description,
+                retry: job.retry,
+                result_ttl_ms: job.result_ttl_ms,
+                failure_ttl_ms: job.failure_ttl_ms,
+                enqueued_at: now,
+                key: key.encode(),
+                attempts: 0,
+                token: 0,
+                started_at: None,
+                ended_at: None,
+                result: None,
+                error: None,
+                history: Vec::new(),
+            });
+        }
+        let encoded: Vec<Vec<u8>> = records.iter().map(encode_record).collect();
+        self.tx(|jobs, index| {
+            for (record, bytes) in records.iter().zip(&encoded) {
+                if jobs
+                    .insert(record.id.as_bytes(), bytes.as_slice())?
+                    .is_some()
+                {
+                    // Also catches a duplicate id inside one batch: the first
+                    // insert is visible to the second.
+                    return abort(Error::DuplicateJobId {
+                        id: record.id.clone(),
+                    });
+                }
+                index.insert(&record.key[..], record.id.as_bytes())?;
+            }
+            Ok(())
+        })?;
+        self.signal.notify();
+        Ok(records)
+    }
+
+    /// Claims up to `max` due jobs from `queues`, in priority order (the
+    /// first queue with a due job wins). Lapsed leases found on the way are
+    /// resolved as abandoned runs.
+    pub(crate) fn claim(
+        &self,
+        queues: &[u32],
+        max: usize,
+        lease_ms: u64,
+        now: u64,
+    ) -> Result<ClaimReport> {
+        let mut report = ClaimReport::default();
+        if max == 0 {
+            return Ok(report);
+        }
+        let mut candidates = Vec::new();
+        for &queue in queues {
+            // Lapsed leases first: they are older than anything queued.
+            for (class, take) in [(Class::Started, usize::MAX), (Class::Ready, max)] {
+                let range =
+                    IndexKey::range_start(queue, class)..=IndexKey::range_end(queue, class, now);
+                for item in self.trees.index.range(range).take(take) {
+                    let (key, id) = item?;
+                    candidates.push((key, id));
+                }
+            }
+            if candidates.len() >= max {
+                break;
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(report);
+        }
+        // Tokens and sequence numbers come from `generate_id`, which must not
+        // be called inside a transaction.
+        let fresh: Vec<(u64, u64)> = candidates
+            .iter()
+            .map(|_| Ok((self.next_seq()?, self.next_seq()?)))
+            .collect::<Result<_>>()?;
+        let (claimed, abandoned, corrupt) = self.tx(|jobs, index| {
+            let mut claimed = Vec::new();
+            let mut abandoned = 0;
+            let mut corrupt = Vec::new();
+            for ((key_bytes, id), &(token, seq)) in candidates.iter().zip(&fresh) {
+                if claimed.len() >= max {
+                    break;
+                }
+                let Some(mut record) = decode_in_tx(jobs, id)? else {
+                    corrupt.push((key_bytes.clone(), id.clone()));
+                    continue;
+                };
+                if record.key[..] != key_bytes[..] {
+                    continue; // moved since the range read
+                }
+                let key = record.index_key();
+                index.remove(&key_bytes[..])?;
+                if key.class == Class::Started {
+                    abandoned += 1;
+                    record.push_history(AttemptLog {
+                        attempt: record.attempts,
+                        started_at: record.started_at.unwrap_or(key.time),
+                        ended_at: now,
+                        error: Some(LEASE_LAPSED.into()),
+                        retry_at: None,
+                    });
+                    fail_attempt(&mut record, LEASE_LAPSED, now, seq);
+                    write(jobs, index, &record)?;
+                    continue;
+                }
+                record.attempts = record.attempts.saturating_add(1);
+                record.token = token;
+                record.started_at = Some(now);
+                record.ended_at = None;
+                record.key =
+                    IndexKey::new(key.queue, Class::Started, now.saturating_add(lease_ms), seq)
+                        .encode();
+                write(jobs, index, &record)?;
+                claimed.push(Claimed {
+                    id: record.id.clone(),
+                    queue: record.queue.clone(),
+                    handler: record.handler.clone(),
+                    args: record.args.clone(),
+                    attempt: record.attempts,
+                    token,
+                });
+            }
+            Ok((claimed, abandoned, corrupt))
+        })?;
+        for (key, id) in &corrupt {
+            self.quarantine_entry(key, id, now)?;
+        }
+        report.claimed = claimed;
+        report.abandoned = abandoned;
+        report.corrupt = corrupt.len();
+        if report.abandoned > 0 || report.corrupt > 0 {
+            self.signal.notify();
+        }
+        Ok(report)
+    }
+
+    /// Moves a job whose record does not decode (or an index entry whose
+    /// record is missing) out of the way: the raw bytes go to the
+    /// `quarantine` tree, and a stub record in `FAILED` says what happened,
+    /// so dispatchers move past it and an operator can see it. Nothing else
+    /// is touched.
+    fn quarantine_entry(&self, key_bytes: &[u8], id: &[u8], now: u64) -> Result<()> {
+        let key = IndexKey::decode(key_bytes)?;
+        let names = self.queue_names.read().clone();
+        let seq = self.next_seq()?;
+        (&self.trees.jobs, &self.trees.index, &self.quarantine)
+            .transaction(|(jobs, index, quarantine)| {
+                if index.get(key_bytes)?.as_deref() != Some(id) {
+                    return Ok(()); // moved on since
+                }
+                let raw = jobs.get(id)?;
+                let detail = match &raw {
+                    Some(raw) => match decode_record(id, raw) {
+                        Ok(_) => return Ok(()), // fine after all
+                        Err(e) => e.to_string(),
+                    },
+                    None => "the index names a job whose record is missing".to_owned(),
+                };
+                index.remove(key_bytes)?;
+                let Some(raw) = raw else {
+                    return Ok(());
+                };
+                quarantine.insert(id, raw)?;
+                let Ok(id) = std::str::from_utf8(id) else {
+                    return Ok(());
+                };
+                let stub = JobRecord {
+                    id: id.to_owned(),
+                    queue: names.get(&key.queue).cloned().unwrap_or_default(),
+                    handler: String::new(),
+                    args: b"null".to_vec(),
+                    description: None,
+                    retry: None,
+                    result_ttl_ms: 0,
+                    failure_ttl_ms: u64::MAX,
+                    enqueued_at: now,
+                    key: IndexKey::new(key.queue, Class::Failed, u64::MAX, seq).encode(),
+                    attempts: 0,
+                    token: 0,
+                    started_at: None,
+                    ended_at: Some(now),
+                    result: None,
+                    error: Some(format!(
+                        "{detail}; the raw record is kept in the store's quarantine"
+                    )),
+                    history: Vec::new(),
+                };
+                write(jobs, index, &stub)
+            })
+            .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
+    }
+
+    /// Extends a run's lease. Fails with `LeaseLost` if the run was fenced.
+    pub(crate) fn heartbeat(&self, id: &str, token: u64, lease_ms: u64, now: u64) -> Result<()> {
+        self.tx(|jobs, index| {
+            let mut record = match running(jobs, id, token)? {
+                Some(r) => r,
+                None => return abort(Error::LeaseLost { id: id.to_owned() }),
+            };
+            let key = record.index_key();
+            index.remove(&record.key[..])?;
+            record.key = IndexKey::new(
+                key.queue,
+                Class::Started,
+                now.saturating_add(lease_ms),
+                key.seq,
+            )
+            .encode();
+            write(jobs, index, &record)
+        })
+    }
+
+    /// Records a run's outcome. Returns `false` if the run was fenced (its
+    /// lease was superseded) and nothing was written.
+    pub(crate) fn complete(
+        &self,
+        id: &str,
+        token: u64,
+        outcome: &Outcome,
+        now: u64,
+    ) -> Result<bool> {
+        let seq = self.next_seq()?;
+        let written = self.tx(|jobs, index| {
+            let Some(mut record) = running(jobs, id, token)? else {
+                return Ok(false);
+            };
+            let key = record.index_key();
+            index.remove(&record.key[..])?;
+            let started_at = record.started_at.unwrap_or(now);
+            record.ended_at = Some(now);
+            match outcome {
+                Outcome::Success(value) => {
+                    record.push_history(AttemptLog {
+                        attempt: record.attempts,
+                        started_at,
+                        ended_at: now,
+                        error: None,
+                        retry_at: None,
+                    });
+                    record.result = Some(value.clone());
+                    if record.result_ttl_ms == 0 {
+                        jobs.remove(id.as_bytes())?;
+                        return Ok(true);
+                    }
+                    record.key = IndexKey::new(
+                        key.queue,
+                        Class::Finished,
+                        expiry(now, record.result_ttl_ms),
+                        seq,
+                    )
+                    .encode();
+                }
+                Outcome::Failure(message) => {
+                    record.push_history(AttemptLog {
+                        attempt: record.attempts,
+                        started_at,
+                        ended_at: now,
+                        error: Some(message.clone()),
+                        retry_at: None,
+                    });
+                    fail_attempt(&mut record, message, now, seq);
+                }
+            }
+            write(jobs, index, &record)?;
+            Ok(true)
+        })?;
+        self.signal.notify();
+        Ok(written)
+    }
+
+    /// Moves a waiting (queued or scheduled) job to the canceled registry.
+    pub(crate) fn cancel(&self, id: &str, now: u64) -> Result<()> {
+        let seq = self.next_seq()?;
+        self.tx(|jobs, index| {
+            let mut record = get_record(jobs, id)?;
+            let key = record.index_key();
+            if key.class != Class::Ready {
+                return abort(Error::InvalidState {
+                    id: id.to_owned(),
+                    action: "cancel",
+                    status: status_of(&key, now),
+                    hint: "; only queued and scheduled jobs can be canceled",
+                });
+            }
+            index.remove(&record.key[..])?;
+            record.ended_at = Some(now);
+            record.key = IndexKey::new(key.queue, Class::Canceled, now, seq).encode();
+            write(jobs, index, &record)
+        })?;
+        self.signal.notify();
+        Ok(())
+    }
+
+    /// Moves a failed job back to its queue, due now. Its attempts are kept
+    /// (rq's rule), so its retry policy is not reset.
+    pub(crate) fn requeue(&self, id: &str, now: u64) -> Result<()> {
+        let seq = self.next_seq()?;
+        self.tx(|jobs, index| {
+            let mut record = get_record(jobs, id)?;
+            let key = record.index_key();
+            if key.class != Class::Failed {
+                return abort(Error::InvalidState {
+                    id: id.to_owned(),
+                    action: "requeue",
+                    status: status_of(&key, now),
+                    hint: "; only failed jobs can be requeued",
+                });
+            }
+            index.remove(&record.key[..])?;
+            record.ended_at = None;
+            record.key = IndexKey::new(key.queue, Class::Ready, now, seq).encode();
+            write(jobs, index, &record)
+        })?;
+        self.signal.notify();
+        Ok(())
+    }
+
+    /// Removes a job in any state. A running job's run goes on, but its
+    /// outcome is fenced off.
+    pub(crate) fn delete(&self, id: &str) -> Result<()> {
+        self.tx(|jobs, index| {
+            let record = get_record(jobs, id)?;
+            index.remove(&record.key[..])?;
+            jobs.remove(id.as_bytes())?;
+            Ok(())
+        })?;
+        self.quarantine.remove(id)?;
+        Ok(())
+    }
+
+    /// Resolves every `STARTED` job as an abandoned run. Called at open,
+    /// where no run can be alive (sled admits one process per store).
+    /// Returns how many were recovered.
+    pub(crate) fn recover_all(&self, now: u64) -> Result<usize> {
+        let mut recovered = 0;
+        let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
+        for queue in queues {
+            let range = IndexKey::range_start(queue, Class::Started)
+                ..=IndexKey::range_end(queue, Class::Started, u64::MAX);
+            let keys: Vec<(sled::IVec, sled::IVec)> = self
+                .trees
+                .index
+                .range(range)
+                .collect::<std::result::Result<_, _>>()?;
+            for (key_bytes, id) in keys {
+                let seq = self.next_seq()?;
+                let done = self.tx(|jobs, index| {
+                    let Some(mut record) = decode_in_tx(jobs, &id)? else {
+                        return Ok(None);
+                    };
+                    if record.key[..] != key_bytes[..] {
+                        return Ok(Some(false));
+                    }
+                    index.remove(&key_bytes[..])?;
+                    record.push_history(AttemptLog {
+                        attempt: record.attempts,
+                        started_at: record.started_at.unwrap_or(now),
+                        ended_at: now,
+                        error: Some(ABANDONED.into()),
+                        retry_at: None,
+                    });
+                    fail_attempt(&mut record, ABANDONED, now, seq);
+                    write(jobs, index, &record)?;
+                    Ok(Some(true))
+                })?;
+                match done {
+                    Some(done) => recovered += usize::from(done),
+                    None => self.quarantine_entry(&key_bytes, &id, now)?,
+                }
+            }
+        }
+        if recovered > 0 {
+            self.signal.notify();
+        }
+        Ok(recovered)
+    }
+
+    /// Deletes finished and failed jobs whose TTL has passed. Returns how
+    /// many were deleted.
+    pub(crate) fn expire(&self, now: u64) -> Result<usize> {
+        const CHUNK: usize = 256;
+        let mut removed = 0;
+        let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
+        for queue in queues {
+            for class in [Class::Finished, Class::Failed] {
+                loop {
+                    let range = IndexKey::range_start(queue, class)
+                        ..=IndexKey::range_end(queue, class, now);
+                    let keys: Vec<(sled::IVec, sled::IVec)> = self
+                        .trees
+                        .index
+                        .range(range)
+                        .take(CHUNK)
+                        .collect::<std::result::Result<_, _>>()?;
+                    if keys.is_empty() {
+                        break;
+                    }
+                    let n = keys.len();
+                    removed += self.tx(|jobs, index| {
+                        let mut removed = 0;
+                        for (key, id) in &keys {
+                            // Only remove what is still where the range read
+                            // saw it; a requeue may have moved it meanwhile.
+                            let still_there = match jobs.get(id)? {
+                                Some(raw) => match decode_record(id, &raw) {
+                                    Ok(r) => r.key[..] == key[..],
+                                    Err(_) => true,
+                                },
+                                None => true,
+                            };
+                            if still_there {
+                                index.remove(key)?;
+                                jobs.remove(id)?;
+                                removed += 1;
+                            }
+                        }
+                        Ok(removed)
+                    })?;
+                    if n < CHUNK {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    // ----------------------------------------------------------------- reads
+
+    pub(crate) fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        match self.trees.jobs.get(id)? {
+            Some(raw) => decode_record(id.as_bytes(), &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Index entries of `(queue, class)` with `lo <= time <= hi`.
+    fn range(
+        &self,
+        queue: u32,
+        class: Class,
+        lo: u64,
+        hi: u64,
+    ) -> impl DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+        self.trees.index.range(
+            IndexKey::new(queue, class, lo, 0).encode()..=IndexKey::range_end(queue, class, hi),
+        )
+    }
+
+    pub(crate) fn count(&self, queue: u32, class: Class, lo: u64, hi: u64) -> Result<usize> {
+        let mut n = 0;
+        for item in self.range(queue, class, lo, hi) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn ids(
+        &self,
+        queue: u32,
+        class: Class,
+        lo: u64,
+        hi: u64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.range(queue, class, lo, hi)
+            .take(limit)
+            .map(|item| {
+                let (_, id) = item?;
+                Ok(String::from_utf8_lossy(&id).into_owned())
+            })
+            .collect()
+    }
+
+    /// The earliest time at which something in `queues` needs the
+    /// dispatcher: a `READY` job becoming due or a lease lapsing.
+    pub(crate) fn next_wake(&self, queues: &[u32]) -> Result<Option<u64>> {
+        let mut next: Option<u64> = None;
+        for &queue in queues {
+            for class in [Class::Ready, Class::Started] {
+                if let Some(item) = self.range(queue, class, 0, u64::MAX).next() {
+                    let (key, _) = item?;
+                    let time = IndexKey::decode(&key)?.time;
+                    next = Some(next.map_or(time, |n| n.min(time)));
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// The earliest expiry among finished and failed jobs.
+    pub(crate) fn next_expiry(&self) -> Result<Option<u64>> {
+        let mut next: Option<u64> = None;
+        for &queue in self.queue_names.read().keys() {
+            for class in [Class::Finished, Class::Failed] {
+                if let Some(item) = self.range(queue, class, 0, u64::MAX - 1).next() {
+                    let (key, _) = item?;
+                    let time = IndexKey::decode(&key)?.time;
+                    next = Some(next.map_or(time, |n| n.min(time)));
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Removes every waiting job of a queue that is due by `now` (rq's
+    /// `Queue.empty`). Returns how many.
+    pub(crate) fn empty(&self, queue: u32, now: u64) -> Result<usize> {
+        let keys: Vec<(sled::IVec, sled::IVec)> = self
+            .range(queue, Class::Ready, 0, now)
+            .collect::<std::result::Result<_, _>>()?;
+        let mut removed = 0;
+        for chunk in keys.chunks(256) {
+            removed += self.tx(|jobs, index| {
+                let mut removed = 0;
+                for (key, id) in chunk {
+                    let still_there = match jobs.get(id)? {
+                        Some(raw) => decode_record(id, &raw).map_or(true, |r| r.key[..] == key[..]),
+                        None => true,
+                    };
+                    if still_there {
+                        index.remove(key)?;
+                        jobs.remove(id)?;
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })?;
+        }
+        Ok(removed)
+    }
+
+    /// The raw bytes of a quarantined (undecodable) record.
+    pub(crate) fn quarantined(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.quarantine.get(id)?.map(|v| v.to_vec()))
+    }
+}
+
+/// The status a job with this index key shows at `now`.
+pub(crate) fn status_of(key: &IndexKey, now: u64) -> crate::Status {
+    use crate::Status;
+    match key.class {
+        Class::Ready if key.time <= now => Status::Queued,
+        Class::Ready => Status::Scheduled,
+        Class::Started => Status::Started,
+        Class::Finished => Status::Finished,
+        Class::Failed => Status::Failed,
+        Class::Canceled => Status::Canceled,
+    }
+}
+
+fn expiry(now: u64, ttl_ms: u64) -> u64 {
+    if ttl_ms == u64::MAX {
+        u64::MAX
+    } else {
+        now.saturating_add(ttl_ms).min(u64::MAX - 1)
+    }
+}
+
+/// Applies a failed attempt: back to `READY` after the policy's wait if
+/// retries are left, else to `FAILED`. `record.attempts` is the run that
+/// failed.
+fn fail_attempt(record: &mut JobRecord, message: &str, now: u64, seq: u64) {
+    let key = record.index_key();
+    record.error = Some(message.to_owned());
+    record.ended_at = Some(now);
+    let retry = record.attempts; // the k-th failed run asks for retry k
+    let due = match &record.retry {
+        Some(policy) if retry >= 1 && retry <= policy.max_retries() => {
+            let wait = policy.wait_with_seed(retry, seed(&record.id));
+            Some(now.saturating_add(crate::clock::dur_ms(wait)))
+        }
+        _ => None,
+    };
+    match due {
+        Some(due) => {
+            if let Some(last) = record.history.last_mut() {
+                last.retry_at = Some(due);
+            }
+            record.key = IndexKey::new(key.queue, Class::Ready, due, seq).encode();
+        }
+        None => {
+            record.key = IndexKey::new(
+                key.queue,
+                Class::Failed,
+                expiry(now, record.failure_ttl_ms),
+                seq,
+            )
+            .encode();
+        }
+    }
+}
+
+/// A stable per-job seed for retry jitter (FNV-1a of the id).
+fn seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The decoded record, or `None` if it is missing or does not decode.
+fn decode_in_tx(
+    jobs: &TransactionalTree,
+    id: &[u8],
+) -> std::result::Result<Option<JobRecord>, UnabortableTransactionError> {
+    Ok(jobs.get(id)?.and_then(|raw| decode_record(id, &raw).ok()))
+}
+
+fn write(jobs: &TransactionalTree, index: &TransactionalTree, record: &JobRecord) -> TxResult<()> {
+    jobs.insert(record.id.as_bytes(), encode_record(record))?;
+    index.insert(&record.key[..], record.id.as_bytes())?;
+    Ok(())
+}
+
+fn get_record(jobs: &TransactionalTree, id: &str) -> TxResult<JobRecord> {
+    match jobs.get(id.as_bytes())? {
+        Some(raw) => match decode_record(id.as_bytes(), &raw) {
+            Ok(r) => Ok(r),
+            Err(e) => abort(e),
+        },
+        None => abort(Error::NoSuchJob { id: id.to_owned() }),
+    }
+}
+
+/// The record of a run that still holds its lease, or `None` if the run was
+/// fenced (superseded, recovered, canceled, deleted or finished).
+fn running(
+    jobs: &TransactionalTree,
+    id: &str,
+    token: u64,
+) -> std::result::Result<Option<JobRecord>, UnabortableTransactionError> {
+    let Some(raw) = jobs.get(id.as_bytes())? else {
+        return Ok(None);
+    };
+    let Ok(record) = decode_record(id.as_bytes(), &raw) else {
+        return Ok(None);
+    };
+    let live = record.token == token && record.index_key().class == Class::Started;
+    Ok(live.then_some(record))
+}

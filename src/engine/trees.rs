@@ -1,0 +1,156 @@
+//! Opening the database: leftover snapshot cleanup, the lock, the meta tree.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The magic value in `meta`, so dueq never misreads another program's sled
+/// database as a store.
+const MAGIC: &[u8] = b"dueq-store\0";
+/// The schema this build writes and the newest it reads.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+const TREE_NAMES: [&str; 4] = ["meta", "queues", "jobs", "index"];
+
+pub(crate) struct Trees {
+    pub(crate) db: sled::Db,
+    pub(crate) queues: sled::Tree,
+    pub(crate) jobs: sled::Tree,
+    pub(crate) index: sled::Tree,
+}
+
+pub(crate) struct OpenOptions {
+    pub(crate) cache_capacity: u64,
+    pub(crate) flush_every_ms: Option<u64>,
+}
+
+pub(crate) fn open(path: &Path, opts: &OpenOptions) -> Result<Trees> {
+    refuse_foreign_directory(path)?;
+    remove_generating_snapshots(path)?;
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(opts.cache_capacity)
+        .flush_every_ms(opts.flush_every_ms)
+        .open()
+        .map_err(|e| map_open_error(path, e))?;
+    let meta = db.open_tree("meta")?;
+    let trees = Trees {
+        queues: db.open_tree("queues")?,
+        jobs: db.open_tree("jobs")?,
+        index: db.open_tree("index")?,
+        db,
+    };
+    check_meta(path, &trees, &meta)?;
+    Ok(trees)
+}
+
+/// sled creates its files in any directory; refuse one that holds other
+/// files and no sled database, so a mistyped path cannot litter a home
+/// directory.
+fn refuse_foreign_directory(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::ForeignData {
+                path: path.to_owned(),
+                detail: "it is a file, not a directory".into(),
+            })
+        }
+        Err(e) => return Err(Error::Io(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        names.push(entry?.file_name());
+    }
+    if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db") {
+        return Ok(());
+    }
+    Err(Error::ForeignData {
+        path: path.to_owned(),
+        detail: "the directory is not empty and holds no store".into(),
+    })
+}
+
+/// A kill during a sled snapshot leaves `snap.*.generating`, and sled then
+/// refuses to open with a corruption error. The file is an unfinished
+/// snapshot that nothing depends on, so deleting it is safe.
+fn remove_generating_snapshots(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io(e)),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn map_open_error(path: &Path, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            Error::StoreInUse {
+                path: path.to_owned(),
+            }
+        }
+        other => Error::Storage(other),
+    }
+}
+
+fn check_meta(path: &Path, trees: &Trees, meta: &sled::Tree) -> Result<()> {
+    let foreign = |detail: String| Error::ForeignData {
+        path: path.to_owned(),
+        detail,
+    };
+    match meta.get("magic")? {
+        Some(magic) if magic == MAGIC => {}
+        Some(_) => {
+            return Err(foreign(
+                "its meta tree has another program's magic value".into(),
+            ))
+        }
+        None => {
+            // A fresh store, or another program's sled database.
+            let others: Vec<String> = trees
+                .db
+                .tree_names()
+                .into_iter()
+                .map(|n| String::from_utf8_lossy(&n).into_owned())
+                .filter(|n| n != "__sled__default" && !TREE_NAMES.contains(&n.as_str()))
+                .collect();
+            let has_data = !trees.db.is_empty()
+                || !trees.jobs.is_empty()
+                || !trees.index.is_empty()
+                || !trees.queues.is_empty();
+            if has_data || !others.is_empty() {
+                return Err(foreign(format!(
+                    "a sled database without dueq's marker (trees: {others:?})"
+                )));
+            }
+            meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+            meta.insert("magic", MAGIC)?;
+            trees.db.flush()?;
+            return Ok(());
+        }
+    }
+    let schema = meta
+        .get("schema")?
+        .ok_or_else(|| foreign("its meta tree has no schema version".into()))?;
+    let found = <[u8; 4]>::try_from(schema.as_ref())
+        .map(u32::from_be_bytes)
+        .map_err(|_| foreign("its schema version does not decode".into()))?;
+    if found > SCHEMA_VERSION || found == 0 {
+        return Err(Error::UnsupportedSchema {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! `Handlers`: the named functions jobs call, and what a running job sees.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::dur_ms;
+use crate::engine::encode_json;
+use crate::error::Result;
+use crate::Store;
+
+/// Why a job's attempt failed: a message recorded with the attempt. Any
+/// `std::error::Error` converts into it, so handlers can use `?`.
+///
+/// Like `anyhow::Error`, `JobError` does not itself implement
+/// `std::error::Error` (that is what lets every error convert into it).
+///
+/// # Examples
+///
+/// ```
+/// use dueq::JobError;
+///
+/// fn parse(s: &str) -> Result<u32, JobError> {
+///     let n: u32 = s.parse()?; // a ParseIntError becomes a JobError
+///     if n == 0 {
+///         return Err(JobError::new("zero is not allowed"));
+///     }
+///     Ok(n)
+/// }
+/// assert_eq!(parse("0").unwrap_err().message(), "zero is not allowed");
+/// assert!(parse("x").is_err());
+/// ```
+pub struct JobError {
+    message: String,
+}
+
+impl JobError {
+    /// An error with this message.
+    pub fn new(message: impl std::fmt::Display) -> JobError {
+        JobError {
+            message: message.to_string(),
+        }
+    }
+
+    /// The message recorded with the failed attempt.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> JobError {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        JobError { message }
+    }
+}
+
+impl std::fmt::Debug for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JobError").field(&self.message).finish()
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A type-erased handler: JSON arguments in, JSON result or error message out.
+pub(crate) type Erased =
+    Arc<dyn Fn(&Context, &[u8], usize) -> std::result::Result<Vec<u8>, String> + Send + Sync>;
+
+/// The functions jobs call, by name. Closures cannot be stored on disk, so a
+/// job names its handler and a worker looks the name up here.
+///
+/// # Examples
+///
+/// ```
+/// use dueq::{Handlers, JobError};
+///
+/// let mut handlers = Handlers::new();
+/// handlers.register("count_words", |text: String| -> Result<usize, JobError> {
+///     Ok(text.split_whitespace().count())
+/// });
+/// handlers.register_with_context("import", |ctx, path: String| -> Result<(), JobError> {
+///     ctx.heartbeat()?; // extend the lease in a long job
+///     let _ = (path, ctx.attempt());
+///     Ok(())
+/// });
+/// assert!(handlers.contains("import"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Handlers {
+    map: HashMap<String, Erased>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        f.debug_struct("Handlers").field("names", &names).finish()
+    }
+}
+
+impl Handlers {
+    /// No handlers.
+    pub fn new() -> Handlers {
+        Handlers::default()
+    }
+
+    /// Registers `f` under `name`, replacing any handler of that name.
+    ///
+    /// A job's arguments are decoded from JSON into `A`; if they do not
+    /// decode, the attempt fails with an error naming the handler and the
+    /// type. The `Ok` value is stored as the job's result (JSON); an `Err`
+    /// or a panic is a failed attempt, retried by the job's policy.
+    pub fn register<A, R, E, F>(&mut self, name: impl Into<String>, f: F) -> &mut Handlers
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        E: Into<JobError>,
+        F: Fn(A) -> std::result::Result<R, E> + Send + Sync + 'static,
+    {
+        self.register_with_context(name, move |_: &Context, args: A| f(args))
+    }
+
+    /// Registers `f`, which also gets the run's [`Context`] (job id,
+    /// attempt, heartbeat), under `name`.
+    pub fn register_with_context<A, R, E, F>(
+        &mut self,
+        name: impl Into<String>,
+        f: F,
+    ) -> &mut Handlers
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        E: Into<JobError>,
+        F: Fn(&Context, A) -> std::result::Result<R, E> + Send + Sync + 'static,
+    {
+        let name = name.into();
+        let handler_name = name.clone();
+        let erased: Erased = Arc::new(move |ctx: &Context, args: &[u8], limit: usize| {
+            let args: A = serde_json::from_slice(args).map_err(|e| {
+                format!(
+                    "the arguments do not decode into the argument type `{}` of handler {:?}: {e}",
+                    std::any::type_name::<A>(),
+                    handler_name
+                )
+            })?;
+            let value = f(ctx, args).map_err(|e| e.into().message)?;
+            encode_json(&value, "result", limit).map_err(|e| e.to_string())
+        });
+        self.map.insert(name, erased);
+        self
+    }
+
+    /// Whether a handler is registered under `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Erased> {
+        self.map.get(name)
+    }
+}
+
+/// What a running job can see and do: its id and attempt, and its lease.
+pub struct Context {
+    pub(crate) store: Store,
+    pub(crate) id: String,
+    pub(crate) queue: String,
+    pub(crate) handler: String,
+    pub(crate) attempt: u32,
+    pub(crate) token: u64,
+    pub(crate) lease: Duration,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The job's id.
+    pub fn job_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The job's queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The handler name the job was enqueued with.
+    pub fn handler(&self) -> &str {
+        &self.handler
+    }
+
+    /// Which run this is: 1 for the first, 2 for the first retry, ...
+    /// Runs lost to a crash count too.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The run's lease token. Tokens grow with every run, across restarts.
+    pub fn lease_token(&self) -> u64 {
+        self.token
+    }
+
+    /// Extends the run's lease by the worker's lease duration from now. A
+    /// job that runs longer than the lease without calling this is treated
+    /// as abandoned and may run again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) if this run was fenced
+    /// (its lease lapsed and the job was taken over, or it was deleted): stop
+    /// working, the outcome will not be recorded. Storage errors.
+    pub fn heartbeat(&self) -> Result<()> {
+        self.store.engine().heartbeat(
+            &self.id,
+            self.token,
+            dur_ms(self.lease),
+            self.store.now_ms(),
+        )
+    }
+}

@@ -1,0 +1,300 @@
+//! `Job`: a handle on one job, and what can be read about it.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use crate::clock::from_ms;
+use crate::engine::{decode_json, AttemptLog, JobRecord};
+use crate::error::{Error, Result};
+use crate::{Retry, Store};
+
+/// Where a job is in its life, with python-rq's names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Status {
+    /// Waiting in its queue, due now.
+    Queued,
+    /// Waiting for a time: enqueued for later, or waiting out a retry
+    /// backoff. It becomes `Queued` when that time comes.
+    Scheduled,
+    /// A worker is running it.
+    Started,
+    /// It ran successfully; its result is kept for its `result_ttl`.
+    Finished,
+    /// Its last attempt failed and no retries are left; kept for its
+    /// `failure_ttl`.
+    Failed,
+    /// It was canceled before it ran.
+    Canceled,
+}
+
+impl Status {
+    /// Whether the job will not change by itself any more (finished, failed
+    /// or canceled).
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Finished | Status::Failed | Status::Canceled)
+    }
+
+    /// rq's name for the status: `"queued"`, `"scheduled"`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Scheduled => "scheduled",
+            Status::Started => "started",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+            Status::Canceled => "canceled",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A handle on a job in a store: rq's `Job`. Cheap to clone; every method
+/// reads the store's current state.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+/// let job = store.queue("default").enqueue("add", &(1, 2))?;
+/// assert_eq!(job.status()?, dueq::Status::Queued);
+/// assert_eq!(store.job(job.id())?.unwrap().info()?.handler, "add");
+/// # Ok::<(), dueq::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Job {
+    store: Store,
+    id: String,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("id", &self.id).finish()
+    }
+}
+
+impl Job {
+    pub(crate) fn new(store: Store, id: String) -> Job {
+        Job { store, id }
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn record(&self) -> Result<JobRecord> {
+        self.store
+            .engine()
+            .get(&self.id)?
+            .ok_or_else(|| Error::NoSuchJob {
+                id: self.id.clone(),
+            })
+    }
+
+    /// The job's current status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchJob`] if the job was deleted or expired (a job with
+    /// `result_ttl` zero is deleted as soon as it finishes).
+    pub fn status(&self) -> Result<Status> {
+        let record = self.record()?;
+        Ok(self.store.status_of(&record))
+    }
+
+    /// A snapshot of everything known about the job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchJob`] if the job was deleted or expired.
+    pub fn info(&self) -> Result<JobInfo> {
+        let record = self.record()?;
+        Ok(JobInfo::from_record(&self.store, record))
+    }
+
+    /// The value the handler returned, decoded as `T`; `None` until the
+    /// job has finished.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if the stored result does not decode as `T`;
+    /// [`Error::NoSuchJob`] if the job was deleted or expired.
+    pub fn result<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let record = self.record()?;
+        match &record.result {
+            Some(bytes) => decode_json(bytes, format!("the result of job {:?}", self.id)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The error of the last failed attempt, if any attempt failed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchJob`] if the job was deleted or expired.
+    pub fn error(&self) -> Result<Option<String>> {
+        Ok(self.record()?.error)
+    }
+
+    /// Waits until the job is finished, failed or canceled, or until
+    /// `timeout` passes, and returns its status then. Retries are waited
+    /// for: a job that fails and is retried is not final.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchJob`] if the job was deleted or expired meanwhile
+    /// (with `result_ttl` zero, as soon as it finishes).
+    pub fn wait(&self, timeout: Duration) -> Result<Status> {
+        let deadline = Instant::now().checked_add(timeout);
+        let signal = self.store.engine().signal.clone();
+        loop {
+            let seen = signal.generation();
+            let status = self.status()?;
+            if status.is_final() {
+                return Ok(status);
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(status),
+                },
+                None => None,
+            };
+            signal.wait(seen, left);
+        }
+    }
+
+    /// Cancels a queued or scheduled job: it moves to the canceled registry
+    /// and will not run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if the job is running or already final;
+    /// [`Error::NoSuchJob`]; storage errors.
+    pub fn cancel(&self) -> Result<()> {
+        self.store.cancel(&self.id)
+    }
+
+    /// Puts a failed job back in its queue, due now. As in rq, its attempts
+    /// are not reset: if its retry policy is used up, one more failure fails
+    /// it again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] unless the job is failed; [`Error::NoSuchJob`];
+    /// storage errors.
+    pub fn requeue(&self) -> Result<()> {
+        self.store.requeue(&self.id)
+    }
+
+    /// Deletes the job, whatever its state. A running job's run goes on,
+    /// but its outcome is discarded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchJob`]; storage errors.
+    pub fn delete(&self) -> Result<()> {
+        self.store.delete(&self.id)
+    }
+}
+
+/// A snapshot of a job: its definition, state and attempts.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// Its queue.
+    pub queue: String,
+    /// The handler name it calls.
+    pub handler: String,
+    /// Its arguments, as JSON text.
+    pub args_json: String,
+    /// Its description, if one was set.
+    pub description: Option<String>,
+    /// Its status.
+    pub status: Status,
+    /// Runs started so far (including abandoned ones).
+    pub attempts: u32,
+    /// Its retry policy.
+    pub retry: Option<Retry>,
+    /// When it was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it is due, if it is queued or scheduled.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When its last run started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When its last run ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The last failed attempt's error.
+    pub error: Option<String>,
+    /// The result, as JSON text, once finished.
+    pub result_json: Option<String>,
+    /// The last ten attempts, oldest first.
+    pub attempts_log: Vec<Attempt>,
+}
+
+/// One finished attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// 1 for the first run.
+    pub number: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// Its error, or `None` if it succeeded.
+    pub error: Option<String>,
+    /// When the job was set to run again after it, if it was retried.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+impl From<&AttemptLog> for Attempt {
+    fn from(log: &AttemptLog) -> Attempt {
+        Attempt {
+            number: log.attempt,
+            started_at: from_ms(log.started_at),
+            ended_at: from_ms(log.ended_at),
+            error: log.error.clone(),
+            retry_at: log.retry_at.map(from_ms),
+        }
+    }
+}
+
+impl JobInfo {
+    pub(crate) fn from_record(store: &Store, record: JobRecord) -> JobInfo {
+        let status = store.status_of(&record);
+        let key = record.index_key();
+        JobInfo {
+            status,
+            due_at: matches!(status, Status::Queued | Status::Scheduled).then(|| from_ms(key.time)),
+            args_json: String::from_utf8_lossy(&record.args).into_owned(),
+            result_json: record
+                .result
+                .as_ref()
+                .map(|r| String::from_utf8_lossy(r).into_owned()),
+            attempts_log: record.history.iter().map(Attempt::from).collect(),
+            enqueued_at: from_ms(record.enqueued_at),
+            started_at: record.started_at.map(from_ms),
+            ended_at: record.ended_at.map(from_ms),
+            id: record.id,
+            queue: record.queue,
+            handler: record.handler,
+            description: record.description,
+            attempts: record.attempts,
+            retry: record.retry,
+            error: record.error,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! dueq: python-rq's job queue, embedded. Named queues, jobs with ids,
+//! statuses, results and errors, retry policies, jobs scheduled for a time,
+//! registries, and a thread pool that runs them, all in one process on one
+//! sled store on disk: no server.
+//!
+//! # Hello world
+//!
+//! ```
+//! use std::time::Duration;
+//! use dueq::{Handlers, JobError, Retry, Store, Worker};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("jobs.dueq");
+//!
+//! let store = Store::open(&path)?;
+//! let q = store.queue("default");
+//! let job = q
+//!     .job("count_words", &"the quick brown fox")
+//!     .retry(Retry::max(3).intervals([1, 5, 30]))
+//!     .enqueue()?;
+//!
+//! let mut handlers = Handlers::new();
+//! handlers.register("count_words", |text: String| -> Result<usize, JobError> {
+//!     Ok(text.split_whitespace().count())
+//! });
+//! let worker = Worker::builder(&store, handlers).threads(2).start()?;
+//!
+//! assert_eq!(job.wait(Duration::from_secs(10))?, dueq::Status::Finished);
+//! assert_eq!(job.result::<usize>()?, Some(4));
+//! worker.shutdown(Duration::from_secs(10))?;
+//! # Ok::<(), dueq::Error>(())
+//! ```
+//!
+//! # Retries
+//!
+//! A job with [`Retry::max(n)`](Retry::max) runs at most `1 + n` times; the
+//! wait before each retry follows rq's interval list
+//! ([`Retry::intervals`]), a linear ([`Retry::linear`]) or an exponential
+//! ([`Retry::exponential`]) backoff, optionally with jitter. A handler's
+//! `Err`, a panic, an unknown handler name and arguments that do not decode
+//! are all failed attempts. A retry waiting out its backoff is `scheduled`.
+//!
+//! # Scheduling
+//!
+//! [`Queue::enqueue_in`] and [`Queue::enqueue_at`] make a job due later.
+//! Jobs are keyed on disk by due time, so a scheduled job and a retry are
+//! the same thing: a key that becomes due. Workers sleep until then; nothing
+//! polls.
+//!
+//! # Shutdown
+//!
+//! [`Worker::shutdown`] stops taking jobs and waits for running ones;
+//! [`WorkerBuilder::burst`] runs until nothing is due and returns.
+//!
+//! # Crash recovery
+//!
+//! With the default [`Durability::Durable`], a job is on disk when
+//! `enqueue` returns. If the process dies mid-job (a crash, `kill -9`, a
+//! power cut), the next [`Store::open`] recovers the run at once: it counts
+//! as a failed attempt ("abandoned: ..."), and the job's retry policy decides
+//! whether it runs again. Jobs run at least once; handlers should be
+//! idempotent.
+//!
+//! See `ARCHITECTURE.md` for the on-disk layout and the state machine.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
+
+mod clock;
+mod engine;
+mod error;
+mod handlers;
+mod job;
+mod queue;
+mod retry;
+mod store;
+mod worker;
+
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::error::{Error, Result};
+pub use crate::handlers::{Context, Handlers, JobError};
+pub use crate::job::{Attempt, Job, JobInfo, Status};
+pub use crate::queue::{JobBuilder, Queue, Registry, DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL};
+pub use crate::retry::{Interval, Retry};
+pub use crate::store::{
+    Durability, Store, StoreBuilder, BUFFERED_FLUSH_MS, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_PAYLOAD,
+};
+pub use crate::worker::{Worker, WorkerBuilder, WorkerStats, DEFAULT_LEASE};
