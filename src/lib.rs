@@ -86,3 +86,20 @@ pub use crate::store::{
     Durability, Store, StoreBuilder, BUFFERED_FLUSH_MS, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_PAYLOAD,
 };
 pub use crate::worker::{Worker, WorkerBuilder, WorkerStats, DEFAULT_LEASE};
+
+/// Entry points for the fuzz targets under `fuzz/`. Not part of the API:
+/// no stability promise, hidden from the docs.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `bytes` as the stored record of job `id`; `true` if it
+    /// decoded. Must never panic, whatever the bytes.
+    pub fn decode_record(id: &[u8], bytes: &[u8]) -> bool {
+        crate::engine::fuzz_decode_record(id, bytes)
+    }
+
+    /// Decodes `bytes` as an index key; `true` if it decoded. Must never
+    /// panic, whatever the bytes.
+    pub fn decode_key(bytes: &[u8]) -> bool {
+        crate::engine::fuzz_decode_key(bytes)
+    }
+}

@@ -14,3 +14,26 @@ pub(crate) use keys::Class;
 pub(crate) use ops::{status_of, Claimed, Engine, NewJob, Outcome};
 pub(crate) use record::{AttemptLog, JobRecord};
 pub(crate) use trees::OpenOptions;
+
+pub(crate) fn fuzz_decode_record(id: &[u8], bytes: &[u8]) -> bool {
+    match codec::decode_record(id, bytes) {
+        // A record that decodes must encode back to something that decodes
+        // to the same record.
+        Ok(record) => {
+            let again = codec::decode_record(id, &codec::encode_record(&record));
+            assert_eq!(again.ok().as_ref(), Some(&record));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn fuzz_decode_key(bytes: &[u8]) -> bool {
+    match keys::IndexKey::decode(bytes) {
+        Ok(key) => {
+            assert_eq!(&key.encode()[..], bytes);
+            true
+        }
+        Err(_) => false,
+    }
+}
