@@ -69,7 +69,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 
     /// Arguments or a result are larger than the store's payload limit.
-    #[error("{what} are {size} bytes, above the store's limit of {limit} bytes; pass a reference (a path or an id) instead, or raise `StoreBuilder::max_payload`")]
+    #[error("the job's {what} take {size} bytes of JSON, above the store's limit of {limit} bytes; pass a reference (a path or an id) instead, or raise `StoreBuilder::max_payload`")]
     PayloadTooLarge {
         /// `"arguments"` or `"result"`.
         what: &'static str,

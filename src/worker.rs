@@ -23,6 +23,8 @@ use crate::{Context, Handlers, Store};
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(180);
 /// How often (at most) expired finished and failed jobs are cleaned.
 const EXPIRY_EVERY_MS: u64 = 1_000;
+/// How long the dispatcher waits after a storage error before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Starts a [`Worker`] with options: rq's `Worker(queues, ...)`.
 #[must_use = "a builder does nothing until `start` or `burst` is called"]
@@ -405,6 +407,10 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>) {
                 }
                 Err(_) => {
                     shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    // A storage error (a full disk, say) would otherwise
+                    // repeat at once, since the job still looks due.
+                    engine.signal.wait(seen, Some(ERROR_BACKOFF));
+                    continue;
                 }
             }
         }

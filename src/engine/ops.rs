@@ -267,7 +267,13 @@ impl Engine {
                     continue;
                 };
                 if record.key[..] != key_bytes[..] {
-                    continue; // moved since the range read
+                    // Inside the transaction both trees are consistent, so
+                    // a record that names another key makes this index entry
+                    // an orphan. Left alone, it would look due forever.
+                    if index.get(&key_bytes[..])?.as_deref() == Some(&id[..]) {
+                        index.remove(&key_bytes[..])?;
+                    }
+                    continue;
                 }
                 let key = record.index_key();
                 index.remove(&key_bytes[..])?;
