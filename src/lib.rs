@@ -69,6 +69,7 @@
 mod clock;
 mod engine;
 mod error;
+mod export;
 mod handlers;
 mod job;
 mod queue;
@@ -78,6 +79,7 @@ mod worker;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
+pub use crate::export::TransferReport;
 pub use crate::handlers::{Context, Handlers, JobError};
 pub use crate::job::{Attempt, Job, JobInfo, Status};
 pub use crate::queue::{JobBuilder, Queue, Registry, DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL};

@@ -11,9 +11,9 @@ mod trees;
 pub(crate) use codec::{decode_json, encode_json};
 pub(crate) use commit::Committer;
 pub(crate) use keys::Class;
-pub(crate) use ops::{status_of, Claimed, Engine, NewJob, Outcome};
+pub(crate) use ops::{status_of, Claimed, Engine, ExportedKey, NewJob, Outcome};
 pub(crate) use record::{AttemptLog, JobRecord};
-pub(crate) use trees::OpenOptions;
+pub(crate) use trees::{OpenOptions, SCHEMA_VERSION};
 
 pub(crate) fn fuzz_decode_record(id: &[u8], bytes: &[u8]) -> bool {
     match codec::decode_record(id, bytes) {

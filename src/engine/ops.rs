@@ -49,6 +49,14 @@ pub(crate) struct NewJob {
     pub(crate) due: u64,
 }
 
+/// Where an imported job goes: its exported class, time and sequence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExportedKey {
+    pub(crate) class: Class,
+    pub(crate) time: u64,
+    pub(crate) seq: u64,
+}
+
 /// A run handed to a worker thread.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
@@ -612,7 +620,48 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Writes imported jobs in one transaction. Each keeps its exported
+    /// sequence number where that key is free here (so jobs due at the same
+    /// instant keep their order), else gets a fresh one.
+    pub(crate) fn import(&self, jobs_in: Vec<(JobRecord, ExportedKey)>) -> Result<()> {
+        if jobs_in.is_empty() {
+            return Ok(());
+        }
+        let mut prepared = Vec::with_capacity(jobs_in.len());
+        for (record, key) in jobs_in {
+            let queue = self.queue_id_or_create(&record.queue)?;
+            let fresh = self.next_seq()?;
+            prepared.push((record, queue, key, fresh));
+        }
+        self.tx(|jobs, index| {
+            for (record, queue, key, fresh) in &prepared {
+                let mut record = record.clone();
+                let mut k = IndexKey::new(*queue, key.class, key.time, key.seq).encode();
+                if index.get(&k[..])?.is_some() {
+                    k = IndexKey::new(*queue, key.class, key.time, *fresh).encode();
+                }
+                record.key = k;
+                if jobs.get(record.id.as_bytes())?.is_some() {
+                    return abort(Error::DuplicateJobId { id: record.id });
+                }
+                write(jobs, index, &record)?;
+            }
+            Ok(())
+        })?;
+        self.signal.notify();
+        Ok(())
+    }
+
     // ----------------------------------------------------------------- reads
+
+    /// Every job record, in id order; an inner error for one that does not
+    /// decode.
+    pub(crate) fn records(&self) -> impl Iterator<Item = Result<Result<JobRecord>>> + '_ {
+        self.trees.jobs.iter().map(|item| {
+            let (id, raw) = item?;
+            Ok(decode_record(&id, &raw))
+        })
+    }
 
     pub(crate) fn get(&self, id: &str) -> Result<Option<JobRecord>> {
         match self.trees.jobs.get(id)? {

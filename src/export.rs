@@ -1,0 +1,293 @@
+//! Export and import as JSON Lines: the backup story, and the upgrade path
+//! across sled versions (sled refuses data written by another version).
+//!
+//! The first line is a header; every other line is one job, with its state,
+//! attempts, result and error:
+//!
+//! ```text
+//! {"format":"dueq-export","version":1,"schema":1,"exported_at":"2026-12-03T16:00:00Z"}
+//! {"id":"a1","queue":"default","handler":"add","args":[1,2],"state":"ready","time":1764777600000,...}
+//! ```
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::engine::{Class, ExportedKey, JobRecord};
+use crate::error::{Error, Result};
+use crate::retry::Retry;
+use crate::Store;
+
+const FORMAT: &str = "dueq-export";
+const VERSION: u32 = 1;
+/// Jobs written per transaction on import.
+const IMPORT_CHUNK: usize = 1_000;
+
+/// What an export or import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransferReport {
+    /// Jobs written (export) or imported (import).
+    pub jobs: usize,
+    /// Records that did not decode and were left out of the export (they
+    /// are in the failed registry as corrupt, with their raw bytes kept).
+    pub skipped_corrupt: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    schema: u32,
+    exported_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    id: String,
+    queue: String,
+    handler: String,
+    args: Box<RawValue>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    retry: Option<Retry>,
+    result_ttl_ms: u64,
+    failure_ttl_ms: u64,
+    enqueued_at: u64,
+    /// `ready`, `started`, `finished`, `failed` or `canceled`.
+    state: String,
+    /// What the state's time means is in ARCHITECTURE.md (due time, lease
+    /// expiry, expiry, cancel time).
+    time: u64,
+    seq: u64,
+    attempts: u32,
+    token: u64,
+    #[serde(default)]
+    started_at: Option<u64>,
+    #[serde(default)]
+    ended_at: Option<u64>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    history: Vec<HistoryLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryLine {
+    attempt: u32,
+    started_at: u64,
+    ended_at: u64,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    retry_at: Option<u64>,
+}
+
+fn state_name(class: Class) -> &'static str {
+    match class {
+        Class::Ready => "ready",
+        Class::Started => "started",
+        Class::Finished => "finished",
+        Class::Failed => "failed",
+        Class::Canceled => "canceled",
+    }
+}
+
+fn state_class(name: &str) -> Option<Class> {
+    Class::ALL.into_iter().find(|c| state_name(*c) == name)
+}
+
+fn raw_json(bytes: &[u8], what: &str) -> Result<Box<RawValue>> {
+    let text = String::from_utf8(bytes.to_vec()).map_err(|e| Error::corrupt(what, e))?;
+    RawValue::from_string(text).map_err(|e| Error::corrupt(what, e))
+}
+
+impl Store {
+    /// Writes every job, with its state, attempts, result and error, to
+    /// `writer` as JSON Lines.
+    ///
+    /// Each job appears exactly once, in the state it had when it was read;
+    /// for an exact copy, stop the workers first.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from `writer`; storage errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = dueq::Store::open(dir.path().join("a.dueq"))?;
+    /// store.queue("default").enqueue("add", &(1, 2))?;
+    /// let mut backup = Vec::new();
+    /// store.export(&mut backup)?;
+    ///
+    /// let copy = dueq::Store::open(dir.path().join("b.dueq"))?;
+    /// let report = copy.import(&backup[..])?;
+    /// assert_eq!(report.jobs, 1);
+    /// assert_eq!(copy.queue("default").count()?, 1);
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
+    pub fn export(&self, mut writer: impl Write) -> Result<TransferReport> {
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            schema: crate::engine::SCHEMA_VERSION,
+            exported_at: self.now(),
+        };
+        serde_json::to_writer(&mut writer, &header).map_err(std::io::Error::from)?;
+        writer.write_all(b"\n")?;
+        let mut report = TransferReport::default();
+        for item in self.engine().records() {
+            let record = match item? {
+                Ok(record) => record,
+                Err(_) => {
+                    report.skipped_corrupt += 1;
+                    continue;
+                }
+            };
+            let key = record.index_key();
+            let what = format!("job {:?}", record.id);
+            let line = Line {
+                args: raw_json(&record.args, &what)?,
+                result: record
+                    .result
+                    .as_deref()
+                    .map(|r| raw_json(r, &what))
+                    .transpose()?,
+                state: state_name(key.class).into(),
+                time: key.time,
+                seq: key.seq,
+                history: record
+                    .history
+                    .iter()
+                    .map(|h| HistoryLine {
+                        attempt: h.attempt,
+                        started_at: h.started_at,
+                        ended_at: h.ended_at,
+                        error: h.error.clone(),
+                        retry_at: h.retry_at,
+                    })
+                    .collect(),
+                id: record.id,
+                queue: record.queue,
+                handler: record.handler,
+                description: record.description,
+                retry: record.retry,
+                result_ttl_ms: record.result_ttl_ms,
+                failure_ttl_ms: record.failure_ttl_ms,
+                enqueued_at: record.enqueued_at,
+                attempts: record.attempts,
+                token: record.token,
+                started_at: record.started_at,
+                ended_at: record.ended_at,
+                error: record.error,
+            };
+            serde_json::to_writer(&mut writer, &line).map_err(std::io::Error::from)?;
+            writer.write_all(b"\n")?;
+            report.jobs += 1;
+        }
+        writer.flush()?;
+        Ok(report)
+    }
+
+    /// Reads jobs written by [`Store::export`] into this store, keeping each
+    /// job's id, state, attempts, result and error. Jobs that were running
+    /// when exported come in as interrupted runs: their lease has lapsed, so
+    /// a worker resolves them as abandoned attempts by their retry policy.
+    ///
+    /// Jobs are written in transactions of 1,000; the import is durable when
+    /// it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DuplicateJobId`] if a job id exists in this store;
+    /// [`Error::InvalidArgument`] for a line that is not a dueq export line
+    /// (naming the line number); storage and I/O errors. On error, the
+    /// chunks before the failing one stay imported.
+    pub fn import(&self, reader: impl BufRead) -> Result<TransferReport> {
+        let mut report = TransferReport::default();
+        let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+        let mut lines = reader.lines();
+        let bad = |n: usize, reason: String| Error::InvalidArgument {
+            what: "import",
+            reason: format!("line {n}: {reason}"),
+        };
+        let header = lines
+            .next()
+            .ok_or_else(|| bad(1, "empty input; expected a dueq export".into()))??;
+        let header: Header = serde_json::from_str(&header)
+            .map_err(|e| bad(1, format!("not a dueq export header: {e}")))?;
+        if header.format != FORMAT || header.version > VERSION {
+            return Err(bad(
+                1,
+                format!(
+                    "export format {:?} version {} is not one this dueq reads ({FORMAT:?} up to {VERSION})",
+                    header.format, header.version
+                ),
+            ));
+        }
+        for (i, line) in lines.enumerate() {
+            let n = i + 2;
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: Line =
+                serde_json::from_str(&line).map_err(|e| bad(n, format!("not a job line: {e}")))?;
+            let class = state_class(&line.state)
+                .ok_or_else(|| bad(n, format!("unknown state {:?}", line.state)))?;
+            // A run that was going on at export time has nobody running it
+            // here: make its lease lapsed, so it is resolved as abandoned.
+            let time = if class == Class::Started { 0 } else { line.time };
+            chunk.push((
+                JobRecord {
+                    id: line.id,
+                    queue: line.queue,
+                    handler: line.handler,
+                    args: line.args.get().as_bytes().to_vec(),
+                    description: line.description,
+                    retry: line.retry,
+                    result_ttl_ms: line.result_ttl_ms,
+                    failure_ttl_ms: line.failure_ttl_ms,
+                    enqueued_at: line.enqueued_at,
+                    key: [0; 21],
+                    attempts: line.attempts,
+                    token: line.token,
+                    started_at: line.started_at,
+                    ended_at: line.ended_at,
+                    result: line.result.map(|r| r.get().as_bytes().to_vec()),
+                    error: line.error,
+                    history: line
+                        .history
+                        .into_iter()
+                        .map(|h| crate::engine::AttemptLog {
+                            attempt: h.attempt,
+                            started_at: h.started_at,
+                            ended_at: h.ended_at,
+                            error: h.error,
+                            retry_at: h.retry_at,
+                        })
+                        .collect(),
+                },
+                ExportedKey {
+                    class,
+                    time,
+                    seq: line.seq,
+                },
+            ));
+            if chunk.len() == IMPORT_CHUNK {
+                report.jobs += chunk.len();
+                self.engine().import(std::mem::take(&mut chunk))?;
+            }
+        }
+        report.jobs += chunk.len();
+        self.engine().import(chunk)?;
+        self.flush()?;
+        Ok(report)
+    }
+}

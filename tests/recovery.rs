@@ -1,0 +1,527 @@
+//! Crash recovery and fencing.
+//!
+//! * A run killed mid-job (a real `SIGKILL` of a child process holding the
+//!   store) is recovered at the next open: the lost run counts as a failed
+//!   attempt ("abandoned: ..."), and the retry policy decides between running
+//!   the job again and failing it.
+//! * A run whose lease lapsed is taken over (retried or failed by policy);
+//!   when it finally ends, its outcome is not recorded and its heartbeat is
+//!   refused (fencing). This part runs in one process on a `ManualClock`, so
+//!   it is deterministic: the test decides when the lease lapses and when
+//!   each run ends.
+//!
+//! The child process is this test binary run again with `--ignored --exact
+//! recovery_child`; it finds its store and side file in environment
+//! variables and does nothing without them.
+
+#![cfg(unix)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dueq::{Context, Error, Handlers, JobError, ManualClock, Retry, Status, Store, Worker};
+
+const ENV_STORE: &str = "DUEQ_RECOVERY_CHILD_STORE";
+const ENV_SIDE: &str = "DUEQ_RECOVERY_CHILD_SIDE";
+const ENV_FLUSH: &str = "DUEQ_RECOVERY_CHILD_FLUSH";
+const CHILD_TEST: &str = "recovery_child";
+
+/// The error of a run lost because its process stopped.
+const ABANDONED_AT_OPEN: &str = "abandoned: the process stopped";
+/// The error of a run whose lease lapsed.
+const LEASE_LAPSED: &str = "abandoned: the run's lease expired";
+
+// ------------------------------------------------------------ child process
+
+/// The child: opens the store, starts a worker whose `block` handler writes
+/// `started <id> <attempt> <token>` to the side file (fsynced) and then
+/// blocks forever, and waits to be killed. With `ENV_FLUSH` set, the handler
+/// first makes the store durable (`Store::flush`), so its claim is on disk
+/// before the parent sees the `started` line.
+#[test]
+#[ignore = "child process of the recovery tests, which run it themselves"]
+fn recovery_child() {
+    let (Some(path), Some(side)) = (std::env::var_os(ENV_STORE), std::env::var_os(ENV_SIDE))
+    else {
+        return;
+    };
+    let flush = std::env::var_os(ENV_FLUSH).is_some();
+    let store = Store::open(path).expect("child: open the store");
+    let side = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(side)
+        .expect("child: open the side file");
+    let mut handlers = Handlers::new();
+    handlers.register_with_context("block", {
+        let store = store.clone();
+        move |ctx: &Context, (): ()| -> Result<(), JobError> {
+            if flush {
+                store.flush()?;
+            }
+            let line = format!(
+                "started {} {} {}\n",
+                ctx.job_id(),
+                ctx.attempt(),
+                ctx.lease_token()
+            );
+            (&side).write_all(line.as_bytes())?;
+            side.sync_all()?;
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    });
+    let _worker = Worker::builder(&store, handlers)
+        .threads(1)
+        .start()
+        .expect("child: start the worker");
+    // The parent kills us long before this; if it died, do not linger.
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(2);
+}
+
+/// A `started` line of the side file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Started {
+    id: String,
+    attempt: u32,
+    token: u64,
+}
+
+fn parse_started(text: &str) -> Vec<Started> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            if f.next() != Some("started") {
+                return None;
+            }
+            Some(Started {
+                id: f.next()?.to_owned(),
+                attempt: f.next()?.parse().ok()?,
+                token: f.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// When the child is killed, relative to its claim of the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    /// Once the claim is durable (the handler flushed the store).
+    AfterDurableClaim,
+    /// As soon as the handler has started: the claim is most likely still
+    /// only in memory (worker transitions are not flushed).
+    RightAfterClaim,
+}
+
+/// Runs the child on `store` until its handler has started a run, then
+/// kills it with SIGKILL. Returns what the handler wrote.
+fn kill_child_mid_job(store: &Path, side: &Path, kill: Kill) -> Started {
+    let before = parse_started(&std::fs::read_to_string(side).unwrap_or_default()).len();
+    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+    if kill == Kill::AfterDurableClaim {
+        command.env(ENV_FLUSH, "1");
+    }
+    let mut child = command
+        .args([
+            "--ignored",
+            "--exact",
+            CHILD_TEST,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV_STORE, store)
+        .env(ENV_SIDE, side)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let lines = parse_started(&std::fs::read_to_string(side).unwrap_or_default());
+        if lines.len() > before {
+            assert_eq!(lines.len(), before + 1, "one run at a time: {lines:?}");
+            break lines[before].clone();
+        }
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            panic!("the child exited before starting the job: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child did not start the job within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().expect("SIGKILL the child");
+    let status = child.wait().expect("reap the child");
+    assert_eq!(status.signal(), Some(9), "the child died of SIGKILL: {status}");
+    started
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+    side: PathBuf,
+}
+
+/// A store holding one job `victim` on the `block` handler.
+fn setup(retry: Option<Retry>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("jobs.dueq");
+    let side = dir.path().join("side.log");
+    File::create(&side).unwrap();
+    {
+        let s = Store::open(&store).unwrap();
+        let mut job = s.queue("default").job("block", &()).id("victim");
+        if let Some(retry) = retry {
+            job = job.retry(retry);
+        }
+        job.enqueue().unwrap();
+    } // durable on return; dropped so the child can open it
+    Setup {
+        _dir: dir,
+        store,
+        side,
+    }
+}
+
+fn contains(s: &Option<String>, pat: &str) -> bool {
+    s.as_deref().is_some_and(|s| s.contains(pat))
+}
+
+// -------------------------------------------------------------------- tests
+
+#[test]
+fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
+    let s = setup(Some(Retry::max(2)));
+    let first = kill_child_mid_job(&s.store, &s.side);
+    assert_eq!((first.id.as_str(), first.attempt), ("victim", 1));
+
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(store.recovered_at_open(), 1);
+    let job = store.job("victim").unwrap().expect("the job survives the kill");
+    let info = job.info().unwrap();
+    assert_eq!(info.status, Status::Queued, "{info:?}");
+    assert_eq!(info.attempts, 1);
+    assert!(contains(&info.error, ABANDONED_AT_OPEN), "{info:?}");
+    assert_eq!(info.attempts_log.len(), 1, "{info:?}");
+    let lost = &info.attempts_log[0];
+    assert_eq!(lost.number, 1);
+    assert!(contains(&lost.error, ABANDONED_AT_OPEN), "{lost:?}");
+    assert!(lost.retry_at.is_some(), "the lost run was retried: {lost:?}");
+    let q = store.queue("default");
+    assert_eq!(q.job_ids().unwrap(), ["victim"]);
+    assert!(q.started().job_ids().unwrap().is_empty());
+    drop(store);
+
+    // The recovery is on disk and happens once.
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(store.recovered_at_open(), 0);
+    let job = store.job("victim").unwrap().unwrap();
+    assert_eq!(job.info().unwrap(), info);
+
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let mut handlers = Handlers::new();
+    handlers.register_with_context("block", {
+        let runs = runs.clone();
+        move |ctx: &Context, (): ()| -> Result<u32, JobError> {
+            runs.lock().unwrap().push((ctx.attempt(), ctx.lease_token()));
+            Ok(ctx.attempt())
+        }
+    });
+    let stats = Worker::builder(&store, handlers)
+        .threads(1)
+        .burst()
+        .unwrap();
+    assert_eq!((stats.succeeded, stats.failed, stats.fenced), (1, 0, 0));
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let (attempt, token) = runs[0];
+    assert_eq!(attempt, 2);
+    assert!(
+        token > first.token,
+        "lease tokens grow across restarts: {token} after {}",
+        first.token
+    );
+    let info = job.info().unwrap();
+    assert_eq!(info.status, Status::Finished);
+    assert_eq!(info.attempts, 2);
+    assert_eq!(job.result::<u32>().unwrap(), Some(2));
+    assert_eq!(info.attempts_log.len(), 2);
+    assert_eq!(info.attempts_log[1].number, 2);
+    assert_eq!(info.attempts_log[1].error, None);
+}
+
+#[test]
+fn a_job_killed_mid_run_without_retries_fails_as_abandoned() {
+    let s = setup(None);
+    let first = kill_child_mid_job(&s.store, &s.side);
+    assert_eq!((first.id.as_str(), first.attempt), ("victim", 1));
+
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(store.recovered_at_open(), 1);
+    let job = store.job("victim").unwrap().unwrap();
+    let info = job.info().unwrap();
+    assert_eq!(info.status, Status::Failed, "{info:?}");
+    assert_eq!(info.attempts, 1);
+    assert!(contains(&info.error, ABANDONED_AT_OPEN), "{info:?}");
+    assert_eq!(info.attempts_log.len(), 1);
+    assert!(contains(&info.attempts_log[0].error, ABANDONED_AT_OPEN));
+    assert_eq!(info.attempts_log[0].retry_at, None);
+    assert_eq!(store.queue("default").failed().job_ids().unwrap(), ["victim"]);
+
+    // Nothing runs it again.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut handlers = Handlers::new();
+    handlers.register("block", {
+        let calls = calls.clone();
+        move |(): ()| -> Result<(), JobError> {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let stats = Worker::builder(&store, handlers)
+        .threads(1)
+        .burst()
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!((stats.succeeded, stats.failed), (0, 0));
+    assert_eq!(job.status().unwrap(), Status::Failed);
+}
+
+#[test]
+fn runs_lost_to_kills_use_up_retries() {
+    let s = setup(Some(Retry::max(1)));
+    let first = kill_child_mid_job(&s.store, &s.side);
+    // The child recovers the first run at open (it counts as attempt 1 and
+    // is retried), runs attempt 2 and is killed again.
+    let second = kill_child_mid_job(&s.store, &s.side);
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+    assert!(second.token > first.token);
+
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(store.recovered_at_open(), 1);
+    let info = store.job("victim").unwrap().unwrap().info().unwrap();
+    assert_eq!(info.status, Status::Failed, "{info:?}");
+    assert_eq!(info.attempts, 2);
+    assert_eq!(info.attempts_log.len(), 2);
+    for (n, attempt) in info.attempts_log.iter().enumerate() {
+        assert_eq!(attempt.number as usize, n + 1);
+        assert!(contains(&attempt.error, ABANDONED_AT_OPEN), "{attempt:?}");
+    }
+}
+
+// ------------------------------------------------------------------ fencing
+
+/// What a `slow` run tells the test.
+enum Report {
+    /// The run started and waits for `release`.
+    Started {
+        attempt: u32,
+        token: u64,
+        release: mpsc::Sender<()>,
+    },
+    /// The released run heartbeat with this result, then returned
+    /// `Ok("run <attempt>")`.
+    Heartbeat {
+        attempt: u32,
+        result: Result<(), Error>,
+    },
+}
+
+/// Handlers with one job, `slow`, that reports its start, blocks until the
+/// test releases it, heartbeats, and succeeds.
+fn slow_handlers() -> (Handlers, mpsc::Receiver<Report>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let mut handlers = Handlers::new();
+    handlers.register_with_context("slow", move |ctx: &Context, (): ()| {
+        let (release, released) = mpsc::channel();
+        let send = |r: Report| {
+            let _ = tx.lock().unwrap().send(r);
+        };
+        send(Report::Started {
+            attempt: ctx.attempt(),
+            token: ctx.lease_token(),
+            release,
+        });
+        let _ = released.recv();
+        send(Report::Heartbeat {
+            attempt: ctx.attempt(),
+            result: ctx.heartbeat(),
+        });
+        Ok::<_, JobError>(format!("run {}", ctx.attempt()))
+    });
+    (handlers, rx)
+}
+
+const REPORT_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn next_started(rx: &mpsc::Receiver<Report>) -> (u32, u64, mpsc::Sender<()>) {
+    match rx.recv_timeout(REPORT_TIMEOUT) {
+        Ok(Report::Started {
+            attempt,
+            token,
+            release,
+        }) => (attempt, token, release),
+        Ok(Report::Heartbeat { attempt, .. }) => {
+            panic!("expected a run to start, run {attempt} heartbeat")
+        }
+        Err(e) => panic!("no run started: {e}"),
+    }
+}
+
+fn next_heartbeat(rx: &mpsc::Receiver<Report>) -> (u32, Result<(), Error>) {
+    match rx.recv_timeout(REPORT_TIMEOUT) {
+        Ok(Report::Heartbeat { attempt, result }) => (attempt, result),
+        Ok(Report::Started { attempt, .. }) => {
+            panic!("expected a heartbeat, run {attempt} started")
+        }
+        Err(e) => panic!("no heartbeat: {e}"),
+    }
+}
+
+/// Waits (in real time, polling) until the worker has fenced `n` runs.
+fn wait_fenced(worker: &Worker, n: u64) {
+    let deadline = Instant::now() + REPORT_TIMEOUT;
+    while worker.stats().fenced < n {
+        assert!(
+            Instant::now() < deadline,
+            "the late run's outcome was not fenced: {:?}",
+            worker.stats()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn manual_store(dir: &tempfile::TempDir) -> (Store, ManualClock) {
+    let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let store = Store::builder(dir.path().join("jobs.dueq"))
+        .clock(clock.clone())
+        .open()
+        .unwrap();
+    (store, clock)
+}
+
+const LEASE: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_lapsed_lease_is_retried_and_the_late_run_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock) = manual_store(&dir);
+    let job = store
+        .queue("default")
+        .job("slow", &())
+        .id("slow")
+        .retry(Retry::max(1))
+        .enqueue()
+        .unwrap();
+    let (handlers, reports) = slow_handlers();
+    // Two runners: while the first is stuck in the lapsed run, the
+    // dispatcher has a free runner and claims (which resolves lapsed leases).
+    let worker = Worker::builder(&store, handlers)
+        .threads(2)
+        .lease(LEASE)
+        .start()
+        .unwrap();
+
+    let (attempt1, token1, release1) = next_started(&reports);
+    assert_eq!(attempt1, 1);
+    assert_eq!(job.status().unwrap(), Status::Started);
+
+    // The first run never heartbeats; its lease lapses. The dispatcher (woken
+    // by the clock) resolves it as abandoned and, a retry being left, claims
+    // the job again at once.
+    clock.advance(LEASE + Duration::from_secs(1));
+    let (attempt2, token2, release2) = next_started(&reports);
+    assert_eq!(attempt2, 2);
+    assert!(token2 > token1, "a fresh token: {token2} after {token1}");
+    let during = job.info().unwrap();
+    assert_eq!(during.status, Status::Started);
+    assert_eq!(during.attempts, 2);
+    assert_eq!(during.attempts_log.len(), 1, "{during:?}");
+    assert!(contains(&during.attempts_log[0].error, LEASE_LAPSED), "{during:?}");
+    assert!(during.attempts_log[0].retry_at.is_some());
+    assert_eq!(worker.stats().abandoned, 1);
+
+    // The first run ends late: its heartbeat is refused and its success is
+    // not recorded.
+    release1.send(()).unwrap();
+    let (attempt, hb) = next_heartbeat(&reports);
+    assert_eq!(attempt, 1);
+    assert!(
+        matches!(&hb, Err(Error::LeaseLost { id }) if id == "slow"),
+        "{hb:?}"
+    );
+    wait_fenced(&worker, 1);
+    assert_eq!(job.info().unwrap(), during, "a fenced run changes nothing");
+    assert_eq!(job.result::<String>().unwrap(), None);
+
+    // The live run heartbeats and finishes normally.
+    release2.send(()).unwrap();
+    let (attempt, hb) = next_heartbeat(&reports);
+    assert_eq!(attempt, 2);
+    assert!(hb.is_ok(), "the live run keeps its lease: {hb:?}");
+    assert_eq!(job.wait(REPORT_TIMEOUT).unwrap(), Status::Finished);
+    assert_eq!(job.result::<String>().unwrap().as_deref(), Some("run 2"));
+    let stats = worker.shutdown(REPORT_TIMEOUT).unwrap();
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.abandoned, stats.fenced),
+        (1, 0, 1, 1),
+        "{stats:?}"
+    );
+    let info = job.info().unwrap();
+    assert_eq!(info.attempts, 2);
+    assert_eq!(info.attempts_log.len(), 2);
+    assert_eq!(info.attempts_log[1].error, None);
+}
+
+#[test]
+fn a_lapsed_lease_without_retries_fails_and_the_late_run_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock) = manual_store(&dir);
+    let job = store
+        .queue("default")
+        .job("slow", &())
+        .id("slow")
+        .enqueue()
+        .unwrap();
+    let (handlers, reports) = slow_handlers();
+    let worker = Worker::builder(&store, handlers)
+        .threads(2)
+        .lease(LEASE)
+        .start()
+        .unwrap();
+
+    let (attempt1, _, release1) = next_started(&reports);
+    assert_eq!(attempt1, 1);
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(job.wait(REPORT_TIMEOUT).unwrap(), Status::Failed);
+    let failed = job.info().unwrap();
+    assert!(contains(&failed.error, LEASE_LAPSED), "{failed:?}");
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(store.queue("default").failed().job_ids().unwrap(), ["slow"]);
+
+    release1.send(()).unwrap();
+    let (attempt, hb) = next_heartbeat(&reports);
+    assert_eq!(attempt, 1);
+    assert!(
+        matches!(&hb, Err(Error::LeaseLost { id }) if id == "slow"),
+        "{hb:?}"
+    );
+    wait_fenced(&worker, 1);
+    assert_eq!(job.info().unwrap(), failed, "a fenced run changes nothing");
+    let stats = worker.shutdown(REPORT_TIMEOUT).unwrap();
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.abandoned, stats.fenced),
+        (0, 0, 1, 1),
+        "{stats:?}"
+    );
+    assert!(reports.try_recv().is_err(), "the job did not run again");
+}
