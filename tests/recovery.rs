@@ -200,7 +200,7 @@ fn contains(s: &Option<String>, pat: &str) -> bool {
 #[test]
 fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
     let s = setup(Some(Retry::max(2)));
-    let first = kill_child_mid_job(&s.store, &s.side);
+    let first = kill_child_mid_job(&s.store, &s.side, Kill::AfterDurableClaim);
     assert_eq!((first.id.as_str(), first.attempt), ("victim", 1));
 
     let store = Store::open(&s.store).unwrap();
@@ -218,7 +218,7 @@ fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
     let q = store.queue("default");
     assert_eq!(q.job_ids().unwrap(), ["victim"]);
     assert!(q.started().job_ids().unwrap().is_empty());
-    drop(store);
+    drop((store, job, q)); // every handle, so the store closes
 
     // The recovery is on disk and happens once.
     let store = Store::open(&s.store).unwrap();
@@ -261,7 +261,7 @@ fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
 #[test]
 fn a_job_killed_mid_run_without_retries_fails_as_abandoned() {
     let s = setup(None);
-    let first = kill_child_mid_job(&s.store, &s.side);
+    let first = kill_child_mid_job(&s.store, &s.side, Kill::AfterDurableClaim);
     assert_eq!((first.id.as_str(), first.attempt), ("victim", 1));
 
     let store = Store::open(&s.store).unwrap();
@@ -298,10 +298,10 @@ fn a_job_killed_mid_run_without_retries_fails_as_abandoned() {
 #[test]
 fn runs_lost_to_kills_use_up_retries() {
     let s = setup(Some(Retry::max(1)));
-    let first = kill_child_mid_job(&s.store, &s.side);
+    let first = kill_child_mid_job(&s.store, &s.side, Kill::AfterDurableClaim);
     // The child recovers the first run at open (it counts as attempt 1 and
     // is retried), runs attempt 2 and is killed again.
-    let second = kill_child_mid_job(&s.store, &s.side);
+    let second = kill_child_mid_job(&s.store, &s.side, Kill::AfterDurableClaim);
     assert_eq!((first.attempt, second.attempt), (1, 2));
     assert!(second.token > first.token);
 
@@ -315,6 +315,71 @@ fn runs_lost_to_kills_use_up_retries() {
         assert_eq!(attempt.number as usize, n + 1);
         assert!(contains(&attempt.error, ABANDONED_AT_OPEN), "{attempt:?}");
     }
+}
+
+#[test]
+fn a_job_killed_right_after_its_claim_runs_again() {
+    // Worker transitions are not flushed, so the claim is most likely lost
+    // with the process: the job is simply still queued (attempt not
+    // counted). If a background flush got the claim to disk first, the run
+    // is recovered as abandoned instead. Either way the job runs again.
+    let s = setup(Some(Retry::max(2)));
+    let first = kill_child_mid_job(&s.store, &s.side, Kill::RightAfterClaim);
+    assert_eq!(first.attempt, 1);
+
+    let store = Store::open(&s.store).unwrap();
+    let job = store.job("victim").unwrap().expect("the job survives the kill");
+    let info = job.info().unwrap();
+    assert_eq!(info.status, Status::Queued, "{info:?}");
+    match store.recovered_at_open() {
+        0 => {
+            assert_eq!(info.attempts, 0, "{info:?}");
+            assert!(info.attempts_log.is_empty() && info.error.is_none());
+        }
+        1 => {
+            assert_eq!(info.attempts, 1, "{info:?}");
+            assert!(contains(&info.attempts_log[0].error, ABANDONED_AT_OPEN));
+        }
+        n => panic!("one job, {n} recovered"),
+    }
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let mut handlers = Handlers::new();
+    handlers.register_with_context("block", {
+        let runs = runs.clone();
+        move |ctx: &Context, (): ()| -> Result<u32, JobError> {
+            runs.lock().unwrap().push((ctx.attempt(), ctx.lease_token()));
+            Ok(ctx.attempt())
+        }
+    });
+    let stats = Worker::builder(&store, handlers)
+        .threads(1)
+        .burst()
+        .unwrap();
+    assert_eq!(stats.succeeded, 1);
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].0, info.attempts + 1);
+    assert!(runs[0].1 > first.token, "tokens are never reused: {runs:?} {first:?}");
+    assert_eq!(job.status().unwrap(), Status::Finished);
+}
+
+/// The documented promise (crate docs, "Crash recovery"): a run lost to a
+/// crash counts as a failed attempt, so `Retry::max(n)` bounds the runs even
+/// when the job kills its process. Today it holds only once the claim has
+/// reached disk (sled's background flush, every 500 ms): a job that brings
+/// the process down within ~500 ms of starting is retried forever.
+#[test]
+#[ignore = "known failure: claims are not flushed, so a run killed soon after its claim is not \
+            counted as an attempt (see the crash-safety report)"]
+fn a_run_killed_right_after_its_claim_counts_as_an_attempt() {
+    let s = setup(None);
+    let first = kill_child_mid_job(&s.store, &s.side, Kill::RightAfterClaim);
+    assert_eq!(first.attempt, 1);
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(store.recovered_at_open(), 1);
+    let info = store.job("victim").unwrap().unwrap().info().unwrap();
+    assert_eq!(info.status, Status::Failed, "{info:?}");
+    assert_eq!(info.attempts, 1);
 }
 
 // ------------------------------------------------------------------ fencing
