@@ -29,19 +29,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .job("always_fails", &42)
         .retry(Retry::max(1).intervals([1]))
         .enqueue()?;
-    println!("enqueued {} (flaky) and {} (always fails)", flaky.id(), doomed.id());
+    println!(
+        "enqueued {} (flaky) and {} (always fails)",
+        flaky.id(),
+        doomed.id()
+    );
 
     let mut handlers = Handlers::new();
     handlers.register_with_context("fetch_report", |ctx: &Context, url: String| {
         if ctx.attempt() <= 2 {
-            println!("  attempt {}: {url}: connection reset (transient)", ctx.attempt());
+            println!(
+                "  attempt {}: {url}: connection reset (transient)",
+                ctx.attempt()
+            );
             return Err(JobError::new("connection reset by peer (transient)"));
         }
         println!("  attempt {}: {url}: ok", ctx.attempt());
         Ok(format!("report from {url}: 1024 words"))
     });
     handlers.register("always_fails", |n: u32| -> Result<(), JobError> {
-        Err(JobError::new(format!("cannot process {n}: the input is invalid")))
+        Err(JobError::new(format!(
+            "cannot process {n}: the input is invalid"
+        )))
     });
     let worker = Worker::builder(&store, handlers).threads(2).start()?;
 
@@ -58,13 +67,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(e) => format!("failed: {e}"),
             None => "succeeded".to_owned(),
         };
-        print!("  attempt {} at +{:.1}s: {outcome}", a.number, secs(a.started_at));
+        print!(
+            "  attempt {} at +{:.1}s: {outcome}",
+            a.number,
+            secs(a.started_at)
+        );
         match a.retry_at {
-            Some(at) => println!("; retry in {:.1}s", (at - a.ended_at).num_milliseconds() as f64 / 1000.0),
+            Some(at) => println!(
+                "; retry in {:.1}s",
+                (at - a.ended_at).num_milliseconds() as f64 / 1000.0
+            ),
             None => println!(),
         }
     }
-    println!("final status: {status}; result: {:?}", flaky.result::<String>()?.unwrap_or_default());
+    println!(
+        "final status: {status}; result: {:?}",
+        flaky.result::<String>()?.unwrap_or_default()
+    );
 
     let info = doomed.info()?;
     println!(

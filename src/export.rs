@@ -243,7 +243,11 @@ impl Store {
                 .ok_or_else(|| bad(n, format!("unknown state {:?}", line.state)))?;
             // A run that was going on at export time has nobody running it
             // here: make its lease lapsed, so it is resolved as abandoned.
-            let time = if class == Class::Started { 0 } else { line.time };
+            let time = if class == Class::Started {
+                0
+            } else {
+                line.time
+            };
             chunk.push((
                 JobRecord {
                     id: line.id,

@@ -221,9 +221,11 @@ impl Context {
         self.token
     }
 
-    /// Extends the run's lease by the worker's lease duration from now. A
-    /// job that runs longer than the lease without calling this is treated
-    /// as abandoned and may run again.
+    /// Extends the run's lease by the worker's lease duration from now, and
+    /// tells the handler whether its run still holds the job. The pool
+    /// renews the leases of its runs by itself; long handlers call this to
+    /// find out early that they were fenced (the job was deleted, or timed
+    /// out) and can stop.
     ///
     /// # Errors
     ///

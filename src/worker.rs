@@ -65,9 +65,15 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long a run may go without a heartbeat before it counts as
-    /// abandoned and the job may run again. By default 180 s (rq's default
-    /// job timeout). Long jobs call [`Context::heartbeat`].
+    /// How far ahead a run's lease is written (the `time` of its
+    /// `STARTED` key). By default 180 s (rq's default job timeout).
+    ///
+    /// A run going on in this process is never treated as abandoned, however
+    /// long it takes and whatever the clock does: the pool renews its lease.
+    /// Leases matter for runs that no thread of this process is running:
+    /// those of a process that died are recovered at the next open, and a
+    /// lapsed lease without a live run (for example a run that was going on
+    /// when the store was exported) is resolved as abandoned.
     pub fn lease(mut self, lease: Duration) -> WorkerBuilder {
         self.lease = lease;
         self
@@ -451,6 +457,8 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>) {
 fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>) {
     let store = &shared.store;
     for claimed in rx.iter() {
+        // Ends the run's registration even if this thread unwinds.
+        let _live = LiveRun(store, &claimed);
         let started = Instant::now();
         let outcome = run_one(shared, &claimed);
         shared
@@ -479,6 +487,14 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>) {
         }
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         store.engine().signal.notify();
+    }
+}
+
+struct LiveRun<'a>(&'a Store, &'a Claimed);
+
+impl Drop for LiveRun<'_> {
+    fn drop(&mut self) {
+        self.0.engine().end_run(&self.1.id, self.1.token);
     }
 }
 

@@ -14,7 +14,9 @@ fn t0() -> DateTime<Utc> {
 fn handlers() -> Handlers {
     let mut h = Handlers::new();
     h.register("ok", |n: u32| -> Result<u32, JobError> { Ok(n * 2) });
-    h.register("fail", |_: u32| -> Result<u32, JobError> { Err(JobError::new("boom")) });
+    h.register("fail", |_: u32| -> Result<u32, JobError> {
+        Err(JobError::new("boom"))
+    });
     h
 }
 
@@ -31,7 +33,10 @@ fn fill(store: &Store, clock: &ManualClock) -> Vec<(String, Status)> {
         .retry(Retry::max(1).intervals([0]))
         .enqueue()
         .unwrap();
-    Worker::builder(store, handlers()).threads(1).burst().unwrap();
+    Worker::builder(store, handlers())
+        .threads(1)
+        .burst()
+        .unwrap();
     let retrying = q
         .job("fail", &2)
         .id("retrying")
@@ -39,9 +44,16 @@ fn fill(store: &Store, clock: &ManualClock) -> Vec<(String, Status)> {
         .description("waits out a backoff")
         .enqueue()
         .unwrap();
-    Worker::builder(store, handlers()).threads(1).burst().unwrap();
+    Worker::builder(store, handlers())
+        .threads(1)
+        .burst()
+        .unwrap();
     let queued = other.job("ok", &3).id("queued").enqueue().unwrap();
-    let scheduled = q.job("ok", &4).id("scheduled").enqueue_in(Duration::from_secs(3600)).unwrap();
+    let scheduled = q
+        .job("ok", &4)
+        .id("scheduled")
+        .enqueue_in(Duration::from_secs(3600))
+        .unwrap();
     let canceled = q.job("ok", &5).id("canceled").enqueue().unwrap();
     canceled.cancel().unwrap();
     let _ = clock;
@@ -67,7 +79,10 @@ fn info(store: &Store, id: &str) -> JobInfo {
 fn export_import_round_trips_every_state() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
-    let a = Store::builder(dir.path().join("a")).clock(clock.clone()).open().unwrap();
+    let a = Store::builder(dir.path().join("a"))
+        .clock(clock.clone())
+        .open()
+        .unwrap();
     let ids = fill(&a, &clock);
 
     // A running job, exported mid-run.
@@ -80,8 +95,18 @@ fn export_import_round_trips_every_state() {
         release_rx.lock().unwrap().recv().unwrap();
         Ok(0)
     });
-    let running = a.queue("slow").job("block", &0).id("running").retry(Retry::max(1)).enqueue().unwrap();
-    let worker = Worker::builder(&a, h).queues(["slow"]).threads(1).start().unwrap();
+    let running = a
+        .queue("slow")
+        .job("block", &0)
+        .id("running")
+        .retry(Retry::max(1))
+        .enqueue()
+        .unwrap();
+    let worker = Worker::builder(&a, h)
+        .queues(["slow"])
+        .threads(1)
+        .start()
+        .unwrap();
     started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(running.status().unwrap(), Status::Started);
 
@@ -92,10 +117,17 @@ fn export_import_round_trips_every_state() {
     worker.shutdown(Duration::from_secs(10)).unwrap();
 
     let text = String::from_utf8(exported.clone()).unwrap();
-    assert!(text.lines().next().unwrap().contains("\"format\":\"dueq-export\""));
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .contains("\"format\":\"dueq-export\""));
     assert_eq!(text.lines().count(), ids.len() + 2);
 
-    let b = Store::builder(dir.path().join("b")).clock(clock.clone()).open().unwrap();
+    let b = Store::builder(dir.path().join("b"))
+        .clock(clock.clone())
+        .open()
+        .unwrap();
     assert_eq!(b.import(&exported[..]).unwrap().jobs, ids.len() + 1);
     for (id, status) in &ids {
         let (x, y) = (info(&a, id), info(&b, id));
@@ -104,7 +136,15 @@ fn export_import_round_trips_every_state() {
     }
     let finished = b.job("finished").unwrap().unwrap();
     assert_eq!(finished.result::<u32>().unwrap(), Some(42));
-    assert_eq!(b.job("failed").unwrap().unwrap().error().unwrap().as_deref(), Some("boom"));
+    assert_eq!(
+        b.job("failed")
+            .unwrap()
+            .unwrap()
+            .error()
+            .unwrap()
+            .as_deref(),
+        Some("boom")
+    );
     assert_eq!(info(&b, "retrying").attempts_log.len(), 1);
 
     // The run that was going on at export time comes in as an interrupted
@@ -112,12 +152,20 @@ fn export_import_round_trips_every_state() {
     assert_eq!(info(&b, "running").status, Status::Started);
     let mut h = Handlers::new();
     h.register("block", |_: u32| -> Result<u32, JobError> { Ok(7) });
-    let stats = Worker::builder(&b, h).queues(["slow"]).threads(1).burst().unwrap();
+    let stats = Worker::builder(&b, h)
+        .queues(["slow"])
+        .threads(1)
+        .burst()
+        .unwrap();
     assert_eq!(stats.abandoned, 1);
     let running = info(&b, "running");
     assert_eq!(running.status, Status::Finished);
     assert_eq!(running.attempts, 2);
-    assert!(running.attempts_log[0].error.as_deref().unwrap().contains("abandoned"));
+    assert!(running.attempts_log[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("abandoned"));
 
     // Importing the same export again: the ids exist.
     let err = b.import(&exported[..]).unwrap_err();
@@ -128,14 +176,20 @@ fn export_import_round_trips_every_state() {
 fn import_keeps_fifo_order_of_jobs_due_together() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
-    let a = Store::builder(dir.path().join("a")).clock(clock.clone()).open().unwrap();
+    let a = Store::builder(dir.path().join("a"))
+        .clock(clock.clone())
+        .open()
+        .unwrap();
     let q = a.queue("default");
     let jobs = q.enqueue_many((0..50).map(|i| q.job("ok", &i))).unwrap();
     let order: Vec<String> = jobs.iter().map(|j| j.id().to_owned()).collect();
     assert_eq!(q.job_ids().unwrap(), order);
     let mut exported = Vec::new();
     a.export(&mut exported).unwrap();
-    let b = Store::builder(dir.path().join("b")).clock(clock).open().unwrap();
+    let b = Store::builder(dir.path().join("b"))
+        .clock(clock)
+        .open()
+        .unwrap();
     b.import(&exported[..]).unwrap();
     assert_eq!(b.queue("default").job_ids().unwrap(), order);
 }
@@ -187,15 +241,50 @@ fn opens_the_schema_1_fixture() {
         ("canceled", Status::Canceled),
     ];
     for (id, status) in expected {
-        let job = store.job(id).unwrap().unwrap_or_else(|| panic!("{id} missing"));
+        let job = store
+            .job(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} missing"));
         assert_eq!(job.status().unwrap(), status, "{id}");
     }
-    assert_eq!(store.job("finished").unwrap().unwrap().result::<u32>().unwrap(), Some(42));
-    assert_eq!(store.job("failed").unwrap().unwrap().error().unwrap().as_deref(), Some("boom"));
-    assert_eq!(info(&store, "retrying").description.as_deref(), Some("waits out a backoff"));
+    assert_eq!(
+        store
+            .job("finished")
+            .unwrap()
+            .unwrap()
+            .result::<u32>()
+            .unwrap(),
+        Some(42)
+    );
+    assert_eq!(
+        store
+            .job("failed")
+            .unwrap()
+            .unwrap()
+            .error()
+            .unwrap()
+            .as_deref(),
+        Some("boom")
+    );
+    assert_eq!(
+        info(&store, "retrying").description.as_deref(),
+        Some("waits out a backoff")
+    );
     // And it still works: the queued job runs.
-    Worker::builder(&store, handlers()).queues(["other"]).threads(1).burst().unwrap();
-    assert_eq!(store.job("queued").unwrap().unwrap().result::<u32>().unwrap(), Some(6));
+    Worker::builder(&store, handlers())
+        .queues(["other"])
+        .threads(1)
+        .burst()
+        .unwrap();
+    assert_eq!(
+        store
+            .job("queued")
+            .unwrap()
+            .unwrap()
+            .result::<u32>()
+            .unwrap(),
+        Some(6)
+    );
 }
 
 /// Writes the fixture. Run by hand when a new schema is released:

@@ -97,7 +97,10 @@ fn disk_full_is_an_error_and_loses_nothing_acknowledged() {
     copy_dir(&path, &copy);
     let store = Store::open(&copy).unwrap();
     for id in &acked {
-        assert!(store.job(id).unwrap().is_some(), "acknowledged job {id} was lost");
+        assert!(
+            store.job(id).unwrap().is_some(),
+            "acknowledged job {id} was lost"
+        );
     }
 }
 
@@ -107,7 +110,12 @@ fn read_only_store_is_an_error_not_a_panic() {
     let path = fs.mount.join("jobs.dueq");
     {
         let store = Store::open(&path).unwrap();
-        store.queue("default").job("h", &1).id("before").enqueue().unwrap();
+        store
+            .queue("default")
+            .job("h", &1)
+            .id("before")
+            .enqueue()
+            .unwrap();
     }
     fs.remount_read_only();
     match Store::open(&path) {

@@ -35,8 +35,16 @@ fn when() -> impl Strategy<Value = When> {
 }
 
 fn enqueue() -> impl Strategy<Value = Op> {
-    (0..6_usize, 0..2_usize, kind(), policy(), when(), ttl(), ttl()).prop_map(
-        |(id, queue, kind, policy, when, result_ttl, failure_ttl)| {
+    (
+        0..6_usize,
+        0..2_usize,
+        kind(),
+        policy(),
+        when(),
+        ttl(),
+        ttl(),
+    )
+        .prop_map(|(id, queue, kind, policy, when, result_ttl, failure_ttl)| {
             Op::Enqueue(EnqueueSpec {
                 id,
                 queue,
@@ -46,8 +54,7 @@ fn enqueue() -> impl Strategy<Value = Op> {
                 result_ttl,
                 failure_ttl,
             })
-        },
-    )
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -120,7 +127,7 @@ fn retries_in_one_burst_then_scheduled_then_requeue_keeps_attempts() {
         Op::Enqueue(spec(2, Kind::AlwaysFail, Policy::Max2Zero)),
         Op::WorkAll, // a: finished on run 2; b: scheduled after run 3; c: failed after run 3
         Op::Requeue(1), // b is scheduled: InvalidState(Scheduled)
-        Op::Cancel(0),  // a is finished: InvalidState(Finished)
+        Op::Cancel(0), // a is finished: InvalidState(Finished)
         Op::AdvanceClock(6_999),
         Op::WorkAll,
         Op::AdvanceClock(1),
@@ -215,8 +222,18 @@ fn failed_enqueue_creates_no_queue() {
         .durability(dueq::Durability::Buffered)
         .open()
         .unwrap();
-    store.queue("default").job("job", "ok").id("a").enqueue().unwrap();
-    let err = store.queue("other").job("job", "ok").id("a").enqueue().unwrap_err();
+    store
+        .queue("default")
+        .job("job", "ok")
+        .id("a")
+        .enqueue()
+        .unwrap();
+    let err = store
+        .queue("other")
+        .job("job", "ok")
+        .id("a")
+        .enqueue()
+        .unwrap_err();
     assert!(matches!(err, dueq::Error::DuplicateJobId { .. }), "{err}");
     let names: Vec<String> = store.queues().iter().map(|q| q.name().to_owned()).collect();
     assert_eq!(names, ["default"]);

@@ -34,7 +34,10 @@ fn open_creates_a_store_and_builder_options_apply() {
     {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.path(), path.as_path());
-        assert!(path.join("db").exists(), "the store's sled files are created");
+        assert!(
+            path.join("db").exists(),
+            "the store's sled files are created"
+        );
         store.queue("default").enqueue("ok", &1).unwrap();
     }
     let store = Store::builder(&path)
@@ -178,7 +181,13 @@ fn job_builder_sets_id_description_and_ttls() {
         .enqueue()
         .unwrap();
     assert_eq!(job.id(), "report-2026_12");
-    let info = f.store.job("report-2026_12").unwrap().unwrap().info().unwrap();
+    let info = f
+        .store
+        .job("report-2026_12")
+        .unwrap()
+        .unwrap()
+        .info()
+        .unwrap();
     assert_eq!(info.id, "report-2026_12");
     assert_eq!(info.queue, "reports");
     assert_eq!(info.description.as_deref(), Some("the December report"));
@@ -187,10 +196,7 @@ fn job_builder_sets_id_description_and_ttls() {
     let in_job = q.job("ok", &1).id("later").enqueue_in(secs(5)).unwrap();
     assert_eq!(in_job.id(), "later");
     assert_eq!(in_job.status().unwrap(), Status::Scheduled);
-    assert_eq!(
-        in_job.info().unwrap().due_at,
-        Some(t0() + chrono(secs(5)))
-    );
+    assert_eq!(in_job.info().unwrap().due_at, Some(t0() + chrono(secs(5))));
 
     let at_job = q
         .job("ok", &1)
@@ -198,10 +204,7 @@ fn job_builder_sets_id_description_and_ttls() {
         .enqueue_at(t0() + chrono(secs(7)))
         .unwrap();
     assert_eq!(at_job.id(), "at");
-    assert_eq!(
-        at_job.info().unwrap().due_at,
-        Some(t0() + chrono(secs(7)))
-    );
+    assert_eq!(at_job.info().unwrap().due_at, Some(t0() + chrono(secs(7))));
 }
 
 #[test]
@@ -221,7 +224,10 @@ fn result_ttl_and_failure_ttl_decide_when_jobs_expire() {
 
     f.advance(ms(1));
     f.burst(&handlers());
-    assert!(f.store.job(fin.id()).unwrap().is_none(), "result_ttl passed");
+    assert!(
+        f.store.job(fin.id()).unwrap().is_none(),
+        "result_ttl passed"
+    );
     assert!(f.store.job(failed.id()).unwrap().is_some());
     assert_eq!(q.finished().job_ids().unwrap(), vec![keep.id().to_owned()]);
 
@@ -334,7 +340,10 @@ fn enqueue_many_with_a_duplicate_id_inside_the_batch_enqueues_nothing() {
             q.job("ok", &3).id("a"),
         ])
         .unwrap_err();
-    assert!(matches!(&err, Error::DuplicateJobId { id } if id == "a"), "{err:?}");
+    assert!(
+        matches!(&err, Error::DuplicateJobId { id } if id == "a"),
+        "{err:?}"
+    );
     assert!(f.store.job("a").unwrap().is_none());
     assert!(f.store.job("b").unwrap().is_none());
     assert_eq!(q.count().unwrap(), 0);
@@ -345,14 +354,26 @@ fn enqueue_many_with_a_duplicate_id_inside_the_batch_enqueues_nothing() {
 fn enqueue_many_with_a_duplicate_of_an_existing_job_enqueues_nothing() {
     let f = Fixture::new();
     let q = f.store.queue("default");
-    let original = q.job("ok", &1).id("x").description("first").enqueue().unwrap();
+    let original = q
+        .job("ok", &1)
+        .id("x")
+        .description("first")
+        .enqueue()
+        .unwrap();
     let before = original.info().unwrap();
     let err = q
         .enqueue_many([q.job("ok", &2).id("y"), q.job("fail", &3).id("x")])
         .unwrap_err();
-    assert!(matches!(&err, Error::DuplicateJobId { id } if id == "x"), "{err:?}");
+    assert!(
+        matches!(&err, Error::DuplicateJobId { id } if id == "x"),
+        "{err:?}"
+    );
     assert!(f.store.job("y").unwrap().is_none());
-    assert_eq!(original.info().unwrap(), before, "the original is unchanged");
+    assert_eq!(
+        original.info().unwrap(),
+        before,
+        "the original is unchanged"
+    );
     assert_eq!(q.job_ids().unwrap(), ["x"]);
 }
 
@@ -367,7 +388,10 @@ fn enqueue_many_with_one_invalid_id_enqueues_nothing() {
             q.job("ok", &3).id("good-2"),
         ])
         .unwrap_err();
-    assert!(matches!(&err, Error::InvalidJobId { id, .. } if id == "bad id"), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidJobId { id, .. } if id == "bad id"),
+        "{err:?}"
+    );
     assert!(f.store.job("good-1").unwrap().is_none());
     assert!(f.store.job("good-2").unwrap().is_none());
     assert_eq!(q.count().unwrap(), 0);
@@ -421,7 +445,10 @@ fn job_ids_page_slices_the_queue() {
     let f = Fixture::new();
     let q = f.store.queue("default");
     let all = ids(&q.enqueue_many((0..7).map(|i| q.job("ok", &i))).unwrap());
-    assert!(q.failed().job_ids_page(0, 3).unwrap().is_empty(), "nothing failed");
+    assert!(
+        q.failed().job_ids_page(0, 3).unwrap().is_empty(),
+        "nothing failed"
+    );
     assert_eq!(q.job_ids().unwrap(), all);
 
     // The scheduled registry pages in due order.
@@ -437,7 +464,10 @@ fn job_ids_page_slices_the_queue() {
     assert_eq!(sched.job_ids_page(4, 10).unwrap(), by_due[4..]);
     assert!(sched.job_ids_page(5, 10).unwrap().is_empty());
     assert!(sched.job_ids_page(0, 0).unwrap().is_empty());
-    assert!(sched.job_ids_page(usize::MAX, usize::MAX).unwrap().is_empty());
+    assert!(sched
+        .job_ids_page(usize::MAX, usize::MAX)
+        .unwrap()
+        .is_empty());
     assert_eq!(sched.count().unwrap(), 5);
     assert_eq!(q.count().unwrap(), all.len());
 }
@@ -449,12 +479,21 @@ fn registries_of_an_unused_queue_are_empty() {
     assert_eq!(q.count().unwrap(), 0);
     assert!(q.job_ids().unwrap().is_empty());
     assert_eq!(q.empty().unwrap(), 0);
-    for reg in [q.scheduled(), q.started(), q.finished(), q.failed(), q.canceled()] {
+    for reg in [
+        q.scheduled(),
+        q.started(),
+        q.finished(),
+        q.failed(),
+        q.canceled(),
+    ] {
         assert_eq!(reg.count().unwrap(), 0);
         assert!(reg.job_ids().unwrap().is_empty());
         assert_eq!(reg.requeue_all().unwrap(), 0);
     }
-    assert!(f.store.queues().is_empty(), "a handle does not make a queue");
+    assert!(
+        f.store.queues().is_empty(),
+        "a handle does not make a queue"
+    );
 }
 
 #[test]
@@ -578,7 +617,10 @@ fn started_registry_holds_running_jobs() {
         Ok(n)
     });
     let job = q.enqueue("block", &3).unwrap();
-    let worker = dueq::Worker::builder(&f.store, h).threads(1).start().unwrap();
+    let worker = dueq::Worker::builder(&f.store, h)
+        .threads(1)
+        .start()
+        .unwrap();
     started_rx.recv_timeout(secs(30)).unwrap();
 
     assert_eq!(job.status().unwrap(), Status::Started);
@@ -593,12 +635,25 @@ fn started_registry_holds_running_jobs() {
     assert!(
         matches!(
             &err,
-            Error::InvalidState { action: "cancel", status: Status::Started, .. }
+            Error::InvalidState {
+                action: "cancel",
+                status: Status::Started,
+                ..
+            }
         ),
         "{err:?}"
     );
     let err = job.requeue().unwrap_err();
-    assert!(matches!(&err, Error::InvalidState { action: "requeue", .. }), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::InvalidState {
+                action: "requeue",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
     release_tx.send(()).unwrap();
     assert_eq!(job.wait(secs(30)).unwrap(), Status::Finished);
@@ -639,8 +694,15 @@ fn cancel_only_applies_to_queued_and_scheduled_jobs() {
             matches!(&err, Error::InvalidState { action: "cancel", status: s, .. } if *s == status),
             "{err:?}"
         );
-        assert!(err.to_string().contains("only queued and scheduled"), "{err}");
-        assert_eq!(job.status().unwrap(), status, "unchanged by the refused cancel");
+        assert!(
+            err.to_string().contains("only queued and scheduled"),
+            "{err}"
+        );
+        assert_eq!(
+            job.status().unwrap(),
+            status,
+            "unchanged by the refused cancel"
+        );
     }
 
     // A canceled job never runs, not even once its time comes.
@@ -665,10 +727,20 @@ fn requeue_only_applies_to_failed_jobs_and_keeps_attempts() {
 
     let err = queued_later.requeue().unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidState { action: "requeue", status: Status::Scheduled, .. }),
+        matches!(
+            &err,
+            Error::InvalidState {
+                action: "requeue",
+                status: Status::Scheduled,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("only failed jobs can be requeued"), "{err}");
+    assert!(
+        err.to_string().contains("only failed jobs can be requeued"),
+        "{err}"
+    );
 
     f.advance(secs(1));
     failed.requeue().unwrap();
@@ -681,7 +753,13 @@ fn requeue_only_applies_to_failed_jobs_and_keeps_attempts() {
 
     let err = failed.requeue().unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidState { status: Status::Queued, .. }),
+        matches!(
+            &err,
+            Error::InvalidState {
+                status: Status::Queued,
+                ..
+            }
+        ),
         "{err:?}"
     );
     f.burst(&handlers());
@@ -730,10 +808,19 @@ fn delete_removes_a_job_in_any_waiting_or_final_state() {
         job.delete().unwrap();
         assert!(f.store.job(job.id()).unwrap().is_none());
         let err = job.info().unwrap_err();
-        assert!(matches!(&err, Error::NoSuchJob { id } if id == job.id()), "{err:?}");
+        assert!(
+            matches!(&err, Error::NoSuchJob { id } if id == job.id()),
+            "{err:?}"
+        );
         assert!(matches!(job.delete(), Err(Error::NoSuchJob { .. })));
     }
-    for reg in [q.scheduled(), q.started(), q.finished(), q.failed(), q.canceled()] {
+    for reg in [
+        q.scheduled(),
+        q.started(),
+        q.finished(),
+        q.failed(),
+        q.canceled(),
+    ] {
         assert_eq!(reg.count().unwrap(), 0);
     }
     assert_eq!(q.count().unwrap(), 0);
@@ -741,7 +828,16 @@ fn delete_removes_a_job_in_any_waiting_or_final_state() {
     q.job("ok", &2).id("reuse").enqueue().unwrap();
     f.store.job("reuse").unwrap().unwrap().delete().unwrap();
     q.job("ok", &3).id("reuse").enqueue().unwrap();
-    assert_eq!(f.store.job("reuse").unwrap().unwrap().info().unwrap().args_json, "3");
+    assert_eq!(
+        f.store
+            .job("reuse")
+            .unwrap()
+            .unwrap()
+            .info()
+            .unwrap()
+            .args_json,
+        "3"
+    );
 }
 
 // ----------------------------------------------------------------- statuses
@@ -763,7 +859,10 @@ fn status_display_gives_rq_names() {
             status.is_final(),
             matches!(name, "finished" | "failed" | "canceled")
         );
-        assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{name}\""));
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            format!("\"{name}\"")
+        );
     }
 }
 
@@ -773,17 +872,36 @@ fn status_display_gives_rq_names() {
 fn a_reopened_store_has_every_job_with_its_status() {
     let f = Fixture::new();
     let q = f.store.queue("default");
-    let queued = q.job("ok", &1).id("queued").description("d").enqueue().unwrap();
-    let scheduled = q.job("ok", &2).id("scheduled").enqueue_in(secs(60)).unwrap();
+    let queued = q
+        .job("ok", &1)
+        .id("queued")
+        .description("d")
+        .enqueue()
+        .unwrap();
+    let scheduled = q
+        .job("ok", &2)
+        .id("scheduled")
+        .enqueue_in(secs(60))
+        .unwrap();
     let finished = q.job("ok", &3).id("finished").enqueue().unwrap();
     let failed = q.job("fail", &4).id("failed").enqueue().unwrap();
     f.burst(&handlers()); // queued is run too: enqueue it again after
     queued.delete().unwrap();
     drop(queued); // every handle keeps the store open
-    let queued = q.job("ok", &1).id("queued").description("d").enqueue().unwrap();
+    let queued = q
+        .job("ok", &1)
+        .id("queued")
+        .description("d")
+        .enqueue()
+        .unwrap();
     let canceled = q.job("ok", &5).id("canceled").enqueue().unwrap();
     canceled.cancel().unwrap();
-    f.store.queue("second").job("ok", &6).id("other-q").enqueue().unwrap();
+    f.store
+        .queue("second")
+        .job("ok", &6)
+        .id("other-q")
+        .enqueue()
+        .unwrap();
 
     let jobs = [queued, scheduled, finished, failed, canceled];
     let before: Vec<_> = jobs.iter().map(|j| j.info().unwrap()).collect();
@@ -811,7 +929,12 @@ fn a_reopened_store_has_every_job_with_its_status() {
     let names: Vec<String> = store.queues().iter().map(|q| q.name().to_owned()).collect();
     assert_eq!(names, ["default", "second"]);
     assert_eq!(
-        store.job("finished").unwrap().unwrap().result::<i64>().unwrap(),
+        store
+            .job("finished")
+            .unwrap()
+            .unwrap()
+            .result::<i64>()
+            .unwrap(),
         Some(3)
     );
 

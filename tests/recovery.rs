@@ -47,8 +47,7 @@ const LEASE_LAPSED: &str = "abandoned: the run's lease expired";
 #[test]
 #[ignore = "child process of the recovery tests, which run it themselves"]
 fn recovery_child() {
-    let (Some(path), Some(side)) = (std::env::var_os(ENV_STORE), std::env::var_os(ENV_SIDE))
-    else {
+    let (Some(path), Some(side)) = (std::env::var_os(ENV_STORE), std::env::var_os(ENV_SIDE)) else {
         return;
     };
     let flush = std::env::var_os(ENV_FLUSH).is_some();
@@ -160,7 +159,11 @@ fn kill_child_mid_job(store: &Path, side: &Path, kill: Kill) -> Started {
     };
     child.kill().expect("SIGKILL the child");
     let status = child.wait().expect("reap the child");
-    assert_eq!(status.signal(), Some(9), "the child died of SIGKILL: {status}");
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child died of SIGKILL: {status}"
+    );
     started
 }
 
@@ -205,7 +208,10 @@ fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
 
     let store = Store::open(&s.store).unwrap();
     assert_eq!(store.recovered_at_open(), 1);
-    let job = store.job("victim").unwrap().expect("the job survives the kill");
+    let job = store
+        .job("victim")
+        .unwrap()
+        .expect("the job survives the kill");
     let info = job.info().unwrap();
     assert_eq!(info.status, Status::Queued, "{info:?}");
     assert_eq!(info.attempts, 1);
@@ -214,7 +220,10 @@ fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
     let lost = &info.attempts_log[0];
     assert_eq!(lost.number, 1);
     assert!(contains(&lost.error, ABANDONED_AT_OPEN), "{lost:?}");
-    assert!(lost.retry_at.is_some(), "the lost run was retried: {lost:?}");
+    assert!(
+        lost.retry_at.is_some(),
+        "the lost run was retried: {lost:?}"
+    );
     let q = store.queue("default");
     assert_eq!(q.job_ids().unwrap(), ["victim"]);
     assert!(q.started().job_ids().unwrap().is_empty());
@@ -231,7 +240,9 @@ fn a_job_killed_mid_run_is_recovered_at_open_and_runs_again() {
     handlers.register_with_context("block", {
         let runs = runs.clone();
         move |ctx: &Context, (): ()| -> Result<u32, JobError> {
-            runs.lock().unwrap().push((ctx.attempt(), ctx.lease_token()));
+            runs.lock()
+                .unwrap()
+                .push((ctx.attempt(), ctx.lease_token()));
             Ok(ctx.attempt())
         }
     });
@@ -274,7 +285,10 @@ fn a_job_killed_mid_run_without_retries_fails_as_abandoned() {
     assert_eq!(info.attempts_log.len(), 1);
     assert!(contains(&info.attempts_log[0].error, ABANDONED_AT_OPEN));
     assert_eq!(info.attempts_log[0].retry_at, None);
-    assert_eq!(store.queue("default").failed().job_ids().unwrap(), ["victim"]);
+    assert_eq!(
+        store.queue("default").failed().job_ids().unwrap(),
+        ["victim"]
+    );
 
     // Nothing runs it again.
     let calls = Arc::new(AtomicUsize::new(0));
@@ -328,7 +342,10 @@ fn a_job_killed_right_after_its_claim_runs_again() {
     assert_eq!(first.attempt, 1);
 
     let store = Store::open(&s.store).unwrap();
-    let job = store.job("victim").unwrap().expect("the job survives the kill");
+    let job = store
+        .job("victim")
+        .unwrap()
+        .expect("the job survives the kill");
     let info = job.info().unwrap();
     assert_eq!(info.status, Status::Queued, "{info:?}");
     match store.recovered_at_open() {
@@ -347,7 +364,9 @@ fn a_job_killed_right_after_its_claim_runs_again() {
     handlers.register_with_context("block", {
         let runs = runs.clone();
         move |ctx: &Context, (): ()| -> Result<u32, JobError> {
-            runs.lock().unwrap().push((ctx.attempt(), ctx.lease_token()));
+            runs.lock()
+                .unwrap()
+                .push((ctx.attempt(), ctx.lease_token()));
             Ok(ctx.attempt())
         }
     });
@@ -359,7 +378,10 @@ fn a_job_killed_right_after_its_claim_runs_again() {
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].0, info.attempts + 1);
-    assert!(runs[0].1 > first.token, "tokens are never reused: {runs:?} {first:?}");
+    assert!(
+        runs[0].1 > first.token,
+        "tokens are never reused: {runs:?} {first:?}"
+    );
     assert_eq!(job.status().unwrap(), Status::Finished);
 }
 
@@ -511,7 +533,10 @@ fn a_lapsed_lease_is_retried_and_the_late_run_is_fenced() {
     assert_eq!(during.status, Status::Started);
     assert_eq!(during.attempts, 2);
     assert_eq!(during.attempts_log.len(), 1, "{during:?}");
-    assert!(contains(&during.attempts_log[0].error, LEASE_LAPSED), "{during:?}");
+    assert!(
+        contains(&during.attempts_log[0].error, LEASE_LAPSED),
+        "{during:?}"
+    );
     assert!(during.attempts_log[0].retry_at.is_some());
     assert_eq!(worker.stats().abandoned, 1);
 

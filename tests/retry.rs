@@ -235,10 +235,7 @@ fn rq_intervals_max_5_repeat_the_first_interval() {
 
 #[test]
 fn rq_intervals_max_2_use_the_tail() {
-    assert_fails_after(
-        Retry::max(2).intervals([10, 30, 60]),
-        &secs_list(&[30, 60]),
-    );
+    assert_fails_after(Retry::max(2).intervals([10, 30, 60]), &secs_list(&[30, 60]));
 }
 
 #[test]
@@ -304,7 +301,11 @@ fn zero_wait_retries_run_again_in_the_same_burst() {
     let count = Arc::new(AtomicU32::new(0));
     let h = handlers(&count);
     let q = f.store.queue("default");
-    let job = q.job("flaky", &2u32).retry(Retry::max(2)).enqueue().unwrap();
+    let job = q
+        .job("flaky", &2u32)
+        .retry(Retry::max(2))
+        .enqueue()
+        .unwrap();
     let stats = f.burst(&h);
     assert_eq!((stats.succeeded, stats.failed), (1, 2));
     assert_eq!(job.status().unwrap(), Status::Finished);

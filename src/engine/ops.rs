@@ -27,7 +27,7 @@ use crate::retry::Retry;
 /// The error a lost run is recorded with, at open or when its lease lapsed.
 pub(crate) const ABANDONED: &str = "abandoned: the process stopped while the job was running";
 const LEASE_LAPSED: &str =
-    "abandoned: the run's lease expired without a heartbeat (the job ran longer than the worker's lease)";
+    "abandoned: the run's lease expired and no run of it was going on in this process";
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
 
@@ -95,6 +95,11 @@ pub(crate) struct Engine {
     queue_ids: RwLock<HashMap<String, u32>>,
     queue_names: RwLock<HashMap<u32, String>>,
     queue_alloc: Mutex<()>,
+    /// Runs going on in this process, by job id: their lease token. sled
+    /// admits one process per store, so a `STARTED` job whose run is not
+    /// here has no run anywhere; one whose run is here is never abandoned,
+    /// whatever the clock says.
+    live: Mutex<HashMap<String, u64>>,
     pub(crate) signal: Arc<Signal>,
 }
 
@@ -121,6 +126,7 @@ impl Engine {
             queue_ids: RwLock::new(ids),
             queue_names: RwLock::new(names),
             queue_alloc: Mutex::new(()),
+            live: Mutex::new(HashMap::new()),
             signal: Arc::new(Signal::default()),
         })
     }
@@ -262,6 +268,7 @@ impl Engine {
             .iter()
             .map(|_| Ok((self.next_seq()?, self.next_seq()?)))
             .collect::<Result<_>>()?;
+        let live = self.live.lock().clone();
         let (claimed, abandoned, corrupt) = self.tx(|jobs, index| {
             let mut claimed = Vec::new();
             let mut abandoned = 0;
@@ -286,6 +293,20 @@ impl Engine {
                 let key = record.index_key();
                 index.remove(&key_bytes[..])?;
                 if key.class == Class::Started {
+                    if live.get(&record.id) == Some(&record.token) {
+                        // The run is going on in this process (the clock
+                        // jumped, or the machine slept): it is not
+                        // abandoned, its lease is renewed.
+                        record.key = IndexKey::new(
+                            key.queue,
+                            Class::Started,
+                            now.saturating_add(lease_ms),
+                            key.seq,
+                        )
+                        .encode();
+                        write(jobs, index, &record)?;
+                        continue;
+                    }
                     abandoned += 1;
                     record.push_history(AttemptLog {
                         attempt: record.attempts,
@@ -317,6 +338,12 @@ impl Engine {
             }
             Ok((claimed, abandoned, corrupt))
         })?;
+        {
+            let mut live = self.live.lock();
+            for c in &claimed {
+                live.insert(c.id.clone(), c.token);
+            }
+        }
         for (key, id) in &corrupt {
             self.quarantine_entry(key, id, now)?;
         }
@@ -383,6 +410,15 @@ impl Engine {
                 write(jobs, index, &stub)
             })
             .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
+    }
+
+    /// Forgets a run of this process once it is over (whatever its outcome,
+    /// also if recording it failed).
+    pub(crate) fn end_run(&self, id: &str, token: u64) {
+        let mut live = self.live.lock();
+        if live.get(id) == Some(&token) {
+            live.remove(id);
+        }
     }
 
     /// Extends a run's lease. Fails with `LeaseLost` if the run was fenced.

@@ -40,8 +40,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use dueq::{
-    Context, Durability, Error, Handlers, Job, JobError, JobInfo, ManualClock, Retry, Status,
-    Store, Worker,
+    Context, Durability, Error, Handlers, Job, JobBuilder, JobError, JobInfo, ManualClock, Retry,
+    Status, Store, Worker,
 };
 
 /// The job ids operations pick from: few, so that ids collide and get
@@ -255,6 +255,9 @@ pub struct EnqueueSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Enqueue(EnqueueSpec),
+    /// `enqueue_many` of two jobs (possibly on different queues): both or
+    /// neither.
+    EnqueueMany(EnqueueSpec, EnqueueSpec),
     /// A burst worker (one thread, both queues) runs everything due now.
     WorkAll,
     Cancel(usize),
@@ -370,6 +373,22 @@ impl Model {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    fn enqueue_many(&mut self, specs: &[EnqueueSpec]) -> Expect {
+        for (i, spec) in specs.iter().enumerate() {
+            let id = IDS[spec.id % IDS.len()];
+            let again = specs[..i]
+                .iter()
+                .any(|s| s.id % IDS.len() == spec.id % IDS.len());
+            if again || self.jobs.contains_key(id) {
+                return Expect::Duplicate;
+            }
+        }
+        for spec in specs {
+            self.enqueue(spec);
+        }
+        Expect::Ok
     }
 
     fn enqueue(&mut self, spec: &EnqueueSpec) -> Expect {
@@ -670,6 +689,21 @@ impl Harness {
                     self.handles.insert(job.id().to_owned(), job);
                 }
             }
+            Op::EnqueueMany(a, b) => {
+                let want = self.model.enqueue_many(&[a, b]);
+                let got = self
+                    .store()
+                    .queue(QUEUES[0])
+                    .enqueue_many([self.builder(&a, true), self.builder(&b, true)]);
+                compare(want, &got, |jobs| {
+                    let ids: Vec<&str> = jobs.iter().map(Job::id).collect();
+                    let want = [IDS[a.id % IDS.len()], IDS[b.id % IDS.len()]];
+                    (ids != want).then_some(usize::MAX)
+                })?;
+                for job in got.into_iter().flatten() {
+                    self.handles.insert(job.id().to_owned(), job);
+                }
+            }
             Op::WorkAll => {
                 let (succeeded, failed) = self.model.work_all();
                 let stats = self.burst()?;
@@ -756,9 +790,10 @@ impl Harness {
         self.store().job(id).expect("store.job")
     }
 
-    fn enqueue(&self, spec: &EnqueueSpec) -> dueq::Result<Job> {
-        let store = self.store();
-        let q = store.queue(QUEUES[spec.queue % QUEUES.len()]);
+    /// The builder for `spec`, with its due time set if `when` (else due
+    /// now unless enqueued with `enqueue_in`/`enqueue_at`).
+    fn builder(&self, spec: &EnqueueSpec, when: bool) -> JobBuilder {
+        let q = self.store().queue(QUEUES[spec.queue % QUEUES.len()]);
         let mut b = q
             .job(spec.kind.handler(), spec.kind.arg())
             .id(IDS[spec.id % IDS.len()])
@@ -768,11 +803,24 @@ impl Harness {
             b = b.retry(retry);
         }
         match spec.when {
+            When::Now => b,
+            _ if !when => b,
+            When::InMs(d) => b.delay(Duration::from_millis(d)),
+            When::AtOffsetMs(o) => b.at(self.at(o)),
+        }
+    }
+
+    fn at(&self, offset_ms: i32) -> chrono::DateTime<chrono::Utc> {
+        self.store().now() + chrono::Duration::milliseconds(i64::from(offset_ms))
+    }
+
+    /// A single enqueue, through `enqueue`, `enqueue_in` or `enqueue_at`.
+    fn enqueue(&self, spec: &EnqueueSpec) -> dueq::Result<Job> {
+        let b = self.builder(spec, false);
+        match spec.when {
             When::Now => b.enqueue(),
             When::InMs(d) => b.enqueue_in(Duration::from_millis(d)),
-            When::AtOffsetMs(o) => {
-                b.enqueue_at(store.now() + chrono::Duration::milliseconds(i64::from(o)))
-            }
+            When::AtOffsetMs(o) => b.enqueue_at(self.at(o)),
         }
     }
 
@@ -867,6 +915,22 @@ impl Harness {
                         "queue {name}, registry {what}: model {want:?}, store ids {ids:?} (count {count})"
                     ));
                 }
+            }
+            // Paging, on the registry with the most variety in its order.
+            let page = queue
+                .failed()
+                .job_ids_page(1, 2)
+                .map_err(|e| format!("{name}/failed job_ids_page: {e}"))?;
+            let want: Vec<String> = m
+                .registry(q, |p, _| matches!(p, Place::Failed { .. }))
+                .into_iter()
+                .skip(1)
+                .take(2)
+                .collect();
+            if page != want {
+                return Err(format!(
+                    "queue {name}, failed.job_ids_page(1, 2): model {want:?}, store {page:?}"
+                ));
             }
         }
         Ok(())
