@@ -401,7 +401,9 @@ fn exponential(first: u64, factor: f64, cap: u64, exponent: u32) -> u64 {
 /// A factor below 1.0 would shrink waits; NaN fails `>=` and is caught too.
 fn normalize_factor(factor: f64) -> f64 {
     if factor >= 1.0 {
-        factor
+        // Infinity reaches every cap at the second retry, as f64::MAX does;
+        // keeping the factor finite lets the policy be exported as JSON.
+        factor.min(f64::MAX)
     } else {
         1.0
     }

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::clock::dur_ms;
-use crate::engine::{Claimed, Outcome};
+use crate::engine::{Claimed, Done, Outcome};
 use crate::error::{Error, Result};
 use crate::{Context, Handlers, Store};
 
@@ -122,6 +122,7 @@ impl WorkerBuilder {
             });
         }
         let (tx, rx) = crossbeam_channel::bounded(self.threads);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let shared = Arc::new(Shared {
             store: self.store,
             handlers: self.handlers,
@@ -138,13 +139,14 @@ impl WorkerBuilder {
         let mut handles = Vec::with_capacity(self.threads + 1);
         for i in 0..self.threads {
             let rx: Receiver<Claimed> = rx.clone();
+            let done_tx = done_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("dueq-worker-{i}"))
                 .spawn({
                     let shared = shared.clone();
                     move || {
                         let _exit = ExitGuard(&shared);
-                        run_jobs(&shared, &rx);
+                        run_jobs(&shared, &rx, &done_tx);
                     }
                 })
                 .map_err(|e| {
@@ -154,13 +156,14 @@ impl WorkerBuilder {
             handles.push(handle);
         }
         drop(rx);
+        drop(done_tx);
         let handle = std::thread::Builder::new()
             .name("dueq-dispatch".into())
             .spawn({
                 let shared = shared.clone();
                 move || {
                     let _exit = ExitGuard(&shared);
-                    dispatch(&shared, tx);
+                    dispatch(&shared, tx, &done_rx);
                 }
             })
             .map_err(|e| {
@@ -369,27 +372,49 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
-fn dispatch(shared: &Shared, tx: Sender<Claimed>) {
+fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
     let store = &shared.store;
     let engine = store.engine();
     let lease_ms = dur_ms(shared.lease);
     let real_time = store.clock().is_real_time();
     let mut next_expiry_run = 0u64;
-    while !shared.quit.load(Ordering::SeqCst) {
+    // Outcomes received from runners and not yet written.
+    let mut pending: Vec<Done> = Vec::new();
+    loop {
         let seen = engine.signal.generation();
+        for done in done_rx.try_iter() {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            pending.push(done);
+        }
+        let quitting = shared.quit.load(Ordering::SeqCst);
+        let in_flight = shared.in_flight.load(Ordering::SeqCst);
+        if quitting && in_flight == 0 && pending.is_empty() {
+            return; // dropping `tx` lets the runners exit
+        }
         let now = store.now_ms();
         let queues: Vec<u32> = shared
             .queues
             .iter()
             .filter_map(|q| engine.queue_id(q))
             .collect();
-        let free = shared
-            .threads
-            .saturating_sub(shared.in_flight.load(Ordering::SeqCst));
+        let free = if quitting {
+            0
+        } else {
+            shared.threads.saturating_sub(in_flight)
+        };
         let mut progressed = false;
-        if free > 0 && !queues.is_empty() {
-            match engine.claim(&queues, free, lease_ms, now) {
+        if !pending.is_empty() || (free > 0 && !queues.is_empty()) {
+            match engine.round(&pending, &queues, free, lease_ms, now) {
                 Ok(report) => {
+                    for (done, written) in pending.iter().zip(&report.written) {
+                        let counter = match (written, &done.outcome) {
+                            (false, _) => &shared.stats.fenced,
+                            (true, Outcome::Success(_)) => &shared.stats.succeeded,
+                            (true, Outcome::Failure(_)) => &shared.stats.failed,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    pending.clear();
                     shared
                         .stats
                         .abandoned
@@ -398,29 +423,32 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>) {
                         .stats
                         .corrupt
                         .fetch_add(report.corrupt as u64, Ordering::Relaxed);
-                    progressed = report.abandoned > 0 || report.corrupt > 0;
+                    // Written outcomes count as progress: a retry due at
+                    // once is a claim candidate only in the next round.
+                    progressed =
+                        !report.written.is_empty() || report.abandoned > 0 || report.corrupt > 0;
                     for claimed in report.claimed {
                         progressed = true;
                         shared.in_flight.fetch_add(1, Ordering::SeqCst);
                         if tx.send(claimed).is_err() {
-                            // Every runner is gone (they only exit on
-                            // shutdown or a bug); the claim's lease lapses
-                            // and the job runs again.
-                            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                            // Every runner is gone (only after a bug in the
+                            // pool itself): the job stays started and is
+                            // recovered at the next open.
                             return;
                         }
                     }
                 }
                 Err(_) => {
+                    // A storage error (a full disk, say). The outcomes stay
+                    // pending and are written once the store works again;
+                    // the round would fail the same way at once, so wait.
                     shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    // A storage error (a full disk, say) would otherwise
-                    // repeat at once, since the job still looks due.
                     engine.signal.wait(seen, Some(ERROR_BACKOFF));
                     continue;
                 }
             }
         }
-        if now >= next_expiry_run {
+        if now >= next_expiry_run && !quitting {
             if engine.expire(now).is_err() {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -429,20 +457,25 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>) {
         if progressed {
             continue;
         }
-        if shared.burst && shared.in_flight.load(Ordering::SeqCst) == 0 && free > 0 {
-            // Nothing was due (the claim found nothing) and nothing runs.
+        let idle = shared.in_flight.load(Ordering::SeqCst) == 0;
+        if shared.burst && idle && free > 0 {
+            // Nothing was due (the round claimed nothing) and nothing runs.
             return;
         }
         // Sleep until the earliest of: a job becoming due or a lease lapsing
-        // (only worth waking for with a free runner), the next expiry.
-        let mut wake: Option<u64> = engine
-            .next_expiry()
-            .ok()
-            .flatten()
-            .map(|t| t.max(next_expiry_run));
-        if free > 0 {
-            if let Ok(Some(t)) = engine.next_wake(&queues) {
-                wake = Some(wake.map_or(t, |w| w.min(t)));
+        // (only worth waking for with a free runner), the next expiry; or
+        // until something happens (an enqueue, a finished run, a clock jump).
+        let mut wake: Option<u64> = None;
+        if !quitting {
+            wake = engine
+                .next_expiry()
+                .ok()
+                .flatten()
+                .map(|t| t.max(next_expiry_run));
+            if free > 0 {
+                if let Ok(Some(t)) = engine.next_wake(&queues) {
+                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                }
             }
         }
         let timeout = match wake {
@@ -454,47 +487,54 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>) {
     }
 }
 
-fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>) {
-    let store = &shared.store;
+fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Done>) {
     for claimed in rx.iter() {
-        // Ends the run's registration even if this thread unwinds.
-        let _live = LiveRun(store, &claimed);
+        // Reports a failure if this thread unwinds before reporting, so the
+        // dispatcher never waits for an outcome that cannot come.
+        let mut report = Report {
+            shared,
+            done_tx,
+            run: Some(&claimed),
+        };
         let started = Instant::now();
         let outcome = run_one(shared, &claimed);
         shared
             .stats
             .busy_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let success = matches!(outcome, Outcome::Success(_));
-        match store
-            .engine()
-            .complete(&claimed.id, claimed.token, &outcome, store.now_ms())
-        {
-            Ok(true) if success => {
-                shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(true) => {
-                shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(false) => {
-                shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                // The job keeps its lease; when it lapses (or at the next
-                // open) the job runs again.
-                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        store.engine().signal.notify();
+        report.send(outcome);
     }
 }
 
-struct LiveRun<'a>(&'a Store, &'a Claimed);
+/// A run's outcome on its way to the dispatcher.
+struct Report<'a> {
+    shared: &'a Shared,
+    done_tx: &'a Sender<Done>,
+    run: Option<&'a Claimed>,
+}
 
-impl Drop for LiveRun<'_> {
+impl Report<'_> {
+    fn send(&mut self, outcome: Outcome) {
+        if let Some(claimed) = self.run.take() {
+            let done = Done {
+                id: claimed.id.clone(),
+                token: claimed.token,
+                outcome,
+                ended_at: self.shared.store.now_ms(),
+            };
+            // The dispatcher outlives every run it handed out, so the
+            // channel is open.
+            let _ = self.done_tx.send(done);
+            self.shared.store.engine().signal.notify();
+        }
+    }
+}
+
+impl Drop for Report<'_> {
     fn drop(&mut self) {
-        self.0.engine().end_run(&self.1.id, self.1.token);
+        self.send(Outcome::Failure(
+            "the worker thread running this job panicked outside the handler".into(),
+        ));
     }
 }
 

@@ -11,7 +11,7 @@ mod trees;
 pub(crate) use codec::{decode_json, encode_json};
 pub(crate) use commit::Committer;
 pub(crate) use keys::Class;
-pub(crate) use ops::{status_of, Claimed, Engine, ExportedKey, NewJob, Outcome};
+pub(crate) use ops::{status_of, Claimed, Done, Engine, ExportedKey, NewJob, Outcome};
 pub(crate) use record::{AttemptLog, JobRecord};
 pub(crate) use trees::{OpenOptions, SCHEMA_VERSION};
 

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use sled::transaction::{
     ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
 };
@@ -23,6 +25,51 @@ use super::signal::Signal;
 use super::trees::{self, OpenOptions, Trees};
 use crate::error::{Error, Result};
 use crate::retry::Retry;
+
+/// The `meta` key of the sequence offset (see `Engine::seq_offset`).
+const SEQ_OFFSET: &[u8] = b"seq_offset";
+
+/// Queue numbers for a transaction; see `Engine::plan_queues`.
+struct QueuePlan<'a> {
+    engine: &'a Engine,
+    ids: HashMap<String, u32>,
+    new: Vec<(String, u32)>,
+    _alloc: Option<MutexGuard<'a, ()>>,
+}
+
+impl QueuePlan<'_> {
+    fn id(&self, name: &str) -> u32 {
+        self.ids[name]
+    }
+
+    /// Runs `f` in a transaction over `jobs` and `index`, plus `queues` if
+    /// new queues are to be written with it.
+    fn tx<T>(
+        &self,
+        f: impl Fn(&TransactionalTree, &TransactionalTree) -> TxResult<T>,
+    ) -> Result<T> {
+        let trees = &self.engine.trees;
+        if self.new.is_empty() {
+            return self.engine.tx(f);
+        }
+        Ok(
+            (&trees.jobs, &trees.index, &trees.queues).transaction(|(jobs, index, queues)| {
+                for (name, id) in &self.new {
+                    queues.insert(name.as_bytes(), &id.to_be_bytes())?;
+                }
+                f(jobs, index)
+            })?,
+        )
+    }
+
+    /// Makes the new queues known, after their transaction committed.
+    fn publish(self) {
+        for (name, id) in &self.new {
+            self.engine.queue_ids.write().insert(name.clone(), *id);
+            self.engine.queue_names.write().insert(*id, name.clone());
+        }
+    }
+}
 
 /// The error a lost run is recorded with, at open or when its lease lapsed.
 pub(crate) const ABANDONED: &str = "abandoned: the process stopped while the job was running";
@@ -69,7 +116,7 @@ pub(crate) struct Claimed {
 }
 
 /// How a run ended.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// The handler returned this JSON value.
     Success(Vec<u8>),
@@ -77,9 +124,20 @@ pub(crate) enum Outcome {
     Failure(String),
 }
 
-/// What claiming found.
+/// A finished run whose outcome is to be recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct Done {
+    pub(crate) id: String,
+    pub(crate) token: u64,
+    pub(crate) outcome: Outcome,
+    pub(crate) ended_at: u64,
+}
+
+/// What a round did.
 #[derive(Debug, Default)]
-pub(crate) struct ClaimReport {
+pub(crate) struct RoundReport {
+    /// Per `done` entry: `false` if the run was fenced and nothing written.
+    pub(crate) written: Vec<bool>,
     pub(crate) claimed: Vec<Claimed>,
     /// Runs whose lease lapsed, now retried or failed.
     pub(crate) abandoned: usize,
@@ -100,6 +158,14 @@ pub(crate) struct Engine {
     /// here has no run anywhere; one whose run is here is never abandoned,
     /// whatever the clock says.
     live: Mutex<HashMap<String, u64>>,
+    /// Added to `generate_id` for sequence numbers and tokens, so that they
+    /// stay above every sequence number an import brought in (kept in
+    /// `meta` as `seq_offset`).
+    seq_offset: AtomicU64,
+    /// Held (shared) from allocating sequence numbers until their
+    /// transaction commits, and (exclusive) by an import while it raises
+    /// `seq_offset`, so no key can be allocated below an imported one.
+    seq_lock: RwLock<()>,
     pub(crate) signal: Arc<Signal>,
 }
 
@@ -119,6 +185,12 @@ impl Engine {
             ids.insert(name.clone(), id);
             names.insert(id, name);
         }
+        let seq_offset = match trees.meta.get(SEQ_OFFSET)? {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::corrupt("meta seq_offset", "not 8 bytes"))?,
+            None => 0,
+        };
         Ok(Engine {
             path: path.to_owned(),
             trees,
@@ -127,6 +199,8 @@ impl Engine {
             queue_names: RwLock::new(names),
             queue_alloc: Mutex::new(()),
             live: Mutex::new(HashMap::new()),
+            seq_offset: AtomicU64::new(seq_offset),
+            seq_lock: RwLock::new(()),
             signal: Arc::new(Signal::default()),
         })
     }
@@ -151,27 +225,61 @@ impl Engine {
         names
     }
 
-    /// The number of a queue, assigned on first use. The assignment is a
-    /// plain write made before the job's transaction: sled recovers a prefix
-    /// of its log, so a recovered job always finds its queue, and a queue
-    /// entry whose job was lost is harmless.
-    fn queue_id_or_create(&self, name: &str) -> Result<u32> {
-        if let Some(id) = self.queue_id(name) {
-            return Ok(id);
+    /// The numbers of the queues `names`. Queues used for the first time
+    /// get new numbers, returned in `QueuePlan::new`: they are written in the
+    /// same transaction as the jobs that use them (`QueuePlan::tx`) and
+    /// published by `QueuePlan::publish` once it committed, so a failed
+    /// enqueue creates no queue. The plan holds the allocation lock while new
+    /// queues are pending, so two enqueuers cannot take the same number.
+    fn plan_queues<'a>(&'a self, names: &[&str]) -> QueuePlan<'a> {
+        let mut plan = QueuePlan {
+            engine: self,
+            ids: HashMap::new(),
+            new: Vec::new(),
+            _alloc: None,
+        };
+        {
+            let known = self.queue_ids.read();
+            for &name in names {
+                if let Some(&id) = known.get(name) {
+                    plan.ids.insert(name.to_owned(), id);
+                }
+            }
         }
-        let _alloc = self.queue_alloc.lock();
-        if let Some(id) = self.queue_id(name) {
-            return Ok(id);
+        if plan.ids.len() == names.iter().collect::<std::collections::HashSet<_>>().len() {
+            return plan;
         }
-        let next = self.queue_names.read().keys().max().map_or(0, |m| m + 1);
-        self.trees.queues.insert(name, &next.to_be_bytes())?;
-        self.queue_ids.write().insert(name.to_owned(), next);
-        self.queue_names.write().insert(next, name.to_owned());
-        Ok(next)
+        let alloc = self.queue_alloc.lock();
+        let known = self.queue_ids.read().clone();
+        let mut next = self.queue_names.read().keys().max().map_or(0, |m| m + 1);
+        for &name in names {
+            if plan.ids.contains_key(name) {
+                continue;
+            }
+            let id = match known.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = next;
+                    next += 1;
+                    plan.new.push((name.to_owned(), id));
+                    id
+                }
+            };
+            plan.ids.insert(name.to_owned(), id);
+        }
+        plan._alloc = Some(alloc);
+        plan
     }
 
+    /// A sequence number (also used as lease token): unique and increasing
+    /// across restarts and imports. Call with `seq_lock` held (shared) until
+    /// the transaction that uses it commits.
     fn next_seq(&self) -> Result<u64> {
-        Ok(self.trees.db.generate_id()?)
+        Ok(self
+            .trees
+            .db
+            .generate_id()?
+            .saturating_add(self.seq_offset.load(Ordering::SeqCst)))
     }
 
     fn tx<T>(
@@ -185,9 +293,12 @@ impl Engine {
 
     /// Enqueues all of `new` in one transaction: all or nothing.
     pub(crate) fn enqueue(&self, new: Vec<NewJob>, now: u64) -> Result<Vec<JobRecord>> {
+        let names: Vec<&str> = new.iter().map(|j| j.queue.as_str()).collect();
+        let plan = self.plan_queues(&names);
+        let _seq = self.seq_lock.read();
         let mut records = Vec::with_capacity(new.len());
         for job in new {
-            let queue = self.queue_id_or_create(&job.queue)?;
+            let queue = plan.id(&job.queue);
             let key = IndexKey::new(queue, Class::Ready, job.due, self.next_seq()?);
             records.push(JobRecord {
                 id: job.id,
@@ -210,7 +321,7 @@ impl Engine {
             });
         }
         let encoded: Vec<Vec<u8>> = records.iter().map(encode_record).collect();
-        self.tx(|jobs, index| {
+        plan.tx(|jobs, index| {
             for (record, bytes) in records.iter().zip(&encoded) {
                 if jobs
                     .insert(record.id.as_bytes(), bytes.as_slice())?
@@ -222,30 +333,35 @@ impl Engine {
                         id: record.id.clone(),
                     });
                 }
-                index.insert(&record.key[..], record.id.as_bytes())?;
+                index_insert(index, &record.key, &record.id)?;
             }
             Ok(())
         })?;
+        plan.publish();
         self.signal.notify();
         Ok(records)
     }
 
-    /// Claims up to `max` due jobs from `queues`, in priority order (the
-    /// first queue with a due job wins). Lapsed leases found on the way are
-    /// resolved as abandoned runs.
-    pub(crate) fn claim(
+    /// One round of a dispatcher, in one transaction: records the outcomes
+    /// of finished runs (`done`), then claims up to `max` due jobs from
+    /// `queues`, in priority order (the first queue with a due job wins).
+    /// Lapsed leases found on the way are resolved as abandoned runs.
+    /// Batching both into one transaction is what makes draining fast: sled
+    /// pays a fixed cost per transaction.
+    pub(crate) fn round(
         &self,
+        done: &[Done],
         queues: &[u32],
         max: usize,
         lease_ms: u64,
         now: u64,
-    ) -> Result<ClaimReport> {
-        let mut report = ClaimReport::default();
-        if max == 0 {
-            return Ok(report);
-        }
+    ) -> Result<RoundReport> {
+        let mut report = RoundReport::default();
         let mut candidates = Vec::new();
         for &queue in queues {
+            if max == 0 {
+                break;
+            }
             // Lapsed leases first: they are older than anything queued.
             for (class, take) in [(Class::Started, usize::MAX), (Class::Ready, max)] {
                 let range =
@@ -259,17 +375,26 @@ impl Engine {
                 break;
             }
         }
-        if candidates.is_empty() {
+        if candidates.is_empty() && done.is_empty() {
             return Ok(report);
         }
         // Tokens and sequence numbers come from `generate_id`, which must not
         // be called inside a transaction.
+        let seq_guard = self.seq_lock.read();
         let fresh: Vec<(u64, u64)> = candidates
             .iter()
             .map(|_| Ok((self.next_seq()?, self.next_seq()?)))
             .collect::<Result<_>>()?;
+        let done_seqs: Vec<u64> = done
+            .iter()
+            .map(|_| self.next_seq())
+            .collect::<Result<_>>()?;
         let live = self.live.lock().clone();
-        let (claimed, abandoned, corrupt) = self.tx(|jobs, index| {
+        let (written, claimed, abandoned, corrupt) = self.tx(|jobs, index| {
+            let mut written = Vec::with_capacity(done.len());
+            for (d, &seq) in done.iter().zip(&done_seqs) {
+                written.push(apply_outcome(jobs, index, d, seq)?);
+            }
             let mut claimed = Vec::new();
             let mut abandoned = 0;
             let mut corrupt = Vec::new();
@@ -336,8 +461,18 @@ impl Engine {
                     token,
                 });
             }
-            Ok((claimed, abandoned, corrupt))
+            Ok((written, claimed, abandoned, corrupt))
         })?;
+        drop(seq_guard);
+        {
+            let mut live = self.live.lock();
+            for d in done {
+                if live.get(&d.id) == Some(&d.token) {
+                    live.remove(&d.id);
+                }
+            }
+        }
+        report.written = written;
         {
             let mut live = self.live.lock();
             for c in &claimed {
@@ -350,7 +485,7 @@ impl Engine {
         report.claimed = claimed;
         report.abandoned = abandoned;
         report.corrupt = corrupt.len();
-        if report.abandoned > 0 || report.corrupt > 0 {
+        if report.abandoned > 0 || report.corrupt > 0 || !done.is_empty() {
             self.signal.notify();
         }
         Ok(report)
@@ -364,6 +499,7 @@ impl Engine {
     fn quarantine_entry(&self, key_bytes: &[u8], id: &[u8], now: u64) -> Result<()> {
         let key = IndexKey::decode(key_bytes)?;
         let names = self.queue_names.read().clone();
+        let _seq = self.seq_lock.read();
         let seq = self.next_seq()?;
         (&self.trees.jobs, &self.trees.index, &self.quarantine)
             .transaction(|(jobs, index, quarantine)| {
@@ -412,15 +548,6 @@ impl Engine {
             .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
     }
 
-    /// Forgets a run of this process once it is over (whatever its outcome,
-    /// also if recording it failed).
-    pub(crate) fn end_run(&self, id: &str, token: u64) {
-        let mut live = self.live.lock();
-        if live.get(id) == Some(&token) {
-            live.remove(id);
-        }
-    }
-
     /// Extends a run's lease. Fails with `LeaseLost` if the run was fenced.
     pub(crate) fn heartbeat(&self, id: &str, token: u64, lease_ms: u64, now: u64) -> Result<()> {
         self.tx(|jobs, index| {
@@ -441,66 +568,9 @@ impl Engine {
         })
     }
 
-    /// Records a run's outcome. Returns `false` if the run was fenced (its
-    /// lease was superseded) and nothing was written.
-    pub(crate) fn complete(
-        &self,
-        id: &str,
-        token: u64,
-        outcome: &Outcome,
-        now: u64,
-    ) -> Result<bool> {
-        let seq = self.next_seq()?;
-        let written = self.tx(|jobs, index| {
-            let Some(mut record) = running(jobs, id, token)? else {
-                return Ok(false);
-            };
-            let key = record.index_key();
-            index.remove(&record.key[..])?;
-            let started_at = record.started_at.unwrap_or(now);
-            record.ended_at = Some(now);
-            match outcome {
-                Outcome::Success(value) => {
-                    record.push_history(AttemptLog {
-                        attempt: record.attempts,
-                        started_at,
-                        ended_at: now,
-                        error: None,
-                        retry_at: None,
-                    });
-                    record.result = Some(value.clone());
-                    if record.result_ttl_ms == 0 {
-                        jobs.remove(id.as_bytes())?;
-                        return Ok(true);
-                    }
-                    record.key = IndexKey::new(
-                        key.queue,
-                        Class::Finished,
-                        expiry(now, record.result_ttl_ms),
-                        seq,
-                    )
-                    .encode();
-                }
-                Outcome::Failure(message) => {
-                    record.push_history(AttemptLog {
-                        attempt: record.attempts,
-                        started_at,
-                        ended_at: now,
-                        error: Some(message.clone()),
-                        retry_at: None,
-                    });
-                    fail_attempt(&mut record, message, now, seq);
-                }
-            }
-            write(jobs, index, &record)?;
-            Ok(true)
-        })?;
-        self.signal.notify();
-        Ok(written)
-    }
-
     /// Moves a waiting (queued or scheduled) job to the canceled registry.
     pub(crate) fn cancel(&self, id: &str, now: u64) -> Result<()> {
+        let _seq = self.seq_lock.read();
         let seq = self.next_seq()?;
         self.tx(|jobs, index| {
             let mut record = get_record(jobs, id)?;
@@ -525,6 +595,7 @@ impl Engine {
     /// Moves a failed job back to its queue, due now. Its attempts are kept
     /// (rq's rule), so its retry policy is not reset.
     pub(crate) fn requeue(&self, id: &str, now: u64) -> Result<()> {
+        let _seq = self.seq_lock.read();
         let seq = self.next_seq()?;
         self.tx(|jobs, index| {
             let mut record = get_record(jobs, id)?;
@@ -574,6 +645,7 @@ impl Engine {
                 .range(range)
                 .collect::<std::result::Result<_, _>>()?;
             for (key_bytes, id) in keys {
+                let seq_guard = self.seq_lock.read();
                 let seq = self.next_seq()?;
                 let done = self.tx(|jobs, index| {
                     let Some(mut record) = decode_in_tx(jobs, &id)? else {
@@ -594,6 +666,7 @@ impl Engine {
                     write(jobs, index, &record)?;
                     Ok(Some(true))
                 })?;
+                drop(seq_guard);
                 match done {
                     Some(done) => recovered += usize::from(done),
                     None => self.quarantine_entry(&key_bytes, &id, now)?,
@@ -663,27 +736,59 @@ impl Engine {
         if jobs_in.is_empty() {
             return Ok(());
         }
+        let names: Vec<&str> = jobs_in.iter().map(|(r, _)| r.queue.as_str()).collect();
+        let plan = self.plan_queues(&names);
+        // Exclusive: no other transition may allocate a sequence number
+        // below the imported ones while the offset is raised.
+        let _seq = self.seq_lock.write();
+        let max_seq = jobs_in.iter().map(|(_, k)| k.seq).max().unwrap_or(0);
+        let offset = self.seq_offset.load(Ordering::SeqCst);
+        let next = self.next_seq()?;
+        let new_offset = if next <= max_seq {
+            offset.saturating_add(max_seq - next).saturating_add(1)
+        } else {
+            offset
+        };
         let mut prepared = Vec::with_capacity(jobs_in.len());
         for (record, key) in jobs_in {
-            let queue = self.queue_id_or_create(&record.queue)?;
-            let fresh = self.next_seq()?;
-            prepared.push((record, queue, key, fresh));
+            let queue = plan.id(&record.queue);
+            prepared.push((record, queue, key));
         }
-        self.tx(|jobs, index| {
-            for (record, queue, key, fresh) in &prepared {
-                let mut record = record.clone();
-                let mut k = IndexKey::new(*queue, key.class, key.time, key.seq).encode();
-                if index.get(&k[..])?.is_some() {
-                    k = IndexKey::new(*queue, key.class, key.time, *fresh).encode();
+        // Sequence numbers for imported keys that are taken here: above the
+        // new offset, so they collide with nothing either.
+        self.seq_offset.store(new_offset, Ordering::SeqCst);
+        let fresh: Vec<u64> = prepared
+            .iter()
+            .map(|_| self.next_seq())
+            .collect::<Result<_>>()?;
+        let trees = &self.trees;
+        let res = (&trees.jobs, &trees.index, &trees.queues, &trees.meta).transaction(
+            |(jobs, index, queues, meta)| {
+                for (name, id) in &plan.new {
+                    queues.insert(name.as_bytes(), &id.to_be_bytes())?;
                 }
-                record.key = k;
-                if jobs.get(record.id.as_bytes())?.is_some() {
-                    return abort(Error::DuplicateJobId { id: record.id });
+                meta.insert(SEQ_OFFSET, &new_offset.to_be_bytes())?;
+                for ((record, queue, key), fresh) in prepared.iter().zip(&fresh) {
+                    let mut record = record.clone();
+                    let mut k = IndexKey::new(*queue, key.class, key.time, key.seq).encode();
+                    if index.get(&k[..])?.is_some() {
+                        k = IndexKey::new(*queue, key.class, key.time, *fresh).encode();
+                    }
+                    record.key = k;
+                    if jobs.get(record.id.as_bytes())?.is_some() {
+                        return abort(Error::DuplicateJobId { id: record.id });
+                    }
+                    write(jobs, index, &record)?;
                 }
-                write(jobs, index, &record)?;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        );
+        if let Err(e) = res {
+            // Nothing was written; the raised offset in memory is harmless
+            // (sequence numbers only need to grow).
+            return Err(e.into());
+        }
+        plan.publish();
         self.signal.notify();
         Ok(())
     }
@@ -871,6 +976,59 @@ fn seed(id: &str) -> u64 {
     })
 }
 
+/// Writes a run's outcome. `false` if the run was fenced and nothing was
+/// written.
+fn apply_outcome(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    done: &Done,
+    seq: u64,
+) -> TxResult<bool> {
+    let now = done.ended_at;
+    let Some(mut record) = running(jobs, &done.id, done.token)? else {
+        return Ok(false);
+    };
+    let key = record.index_key();
+    index.remove(&record.key[..])?;
+    let started_at = record.started_at.unwrap_or(now);
+    record.ended_at = Some(now);
+    match &done.outcome {
+        Outcome::Success(value) => {
+            record.push_history(AttemptLog {
+                attempt: record.attempts,
+                started_at,
+                ended_at: now,
+                error: None,
+                retry_at: None,
+            });
+            record.result = Some(value.clone());
+            if record.result_ttl_ms == 0 {
+                jobs.remove(done.id.as_bytes())?;
+                return Ok(true);
+            }
+            record.key = IndexKey::new(
+                key.queue,
+                Class::Finished,
+                expiry(now, record.result_ttl_ms),
+                seq,
+            )
+            .encode();
+        }
+        Outcome::Failure(message) => {
+            record.push_history(AttemptLog {
+                attempt: record.attempts,
+                started_at,
+                ended_at: now,
+                error: Some(message.clone()),
+                retry_at: None,
+            });
+            fail_attempt(&mut record, message, now, seq);
+        }
+    }
+    write(jobs, index, &record)?;
+    Ok(true)
+}
+
 /// The decoded record, or `None` if it is missing or does not decode.
 fn decode_in_tx(
     jobs: &TransactionalTree,
@@ -881,7 +1039,24 @@ fn decode_in_tx(
 
 fn write(jobs: &TransactionalTree, index: &TransactionalTree, record: &JobRecord) -> TxResult<()> {
     jobs.insert(record.id.as_bytes(), encode_record(record))?;
-    index.insert(&record.key[..], record.id.as_bytes())?;
+    index_insert(index, &record.key, &record.id)
+}
+
+/// Inserts an index entry, refusing to overwrite another job's: that would
+/// strand the other job (its record would name a key that is not its own).
+/// Sequence numbers make keys unique, so this is a guard, not a path.
+fn index_insert(index: &TransactionalTree, key: &[u8], id: &str) -> TxResult<()> {
+    if let Some(old) = index.insert(key, id.as_bytes())? {
+        if old != id.as_bytes() {
+            return abort(Error::corrupt(
+                format!("index key {key:02x?}"),
+                format!(
+                    "it already belongs to job {:?}; nothing was written",
+                    String::from_utf8_lossy(&old)
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub(crate) struct Trees {
     pub(crate) queues: sled::Tree,
     pub(crate) jobs: sled::Tree,
     pub(crate) index: sled::Tree,
+    pub(crate) meta: sled::Tree,
 }
 
 pub(crate) struct OpenOptions {
@@ -38,6 +39,7 @@ pub(crate) fn open(path: &Path, opts: &OpenOptions) -> Result<Trees> {
         queues: db.open_tree("queues")?,
         jobs: db.open_tree("jobs")?,
         index: db.open_tree("index")?,
+        meta: meta.clone(),
         db,
     };
     check_meta(path, &trees, &meta)?;
