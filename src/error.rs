@@ -16,8 +16,9 @@ pub enum Error {
     /// The store is open in another process or already open in this one.
     /// sled lets one process open a database at a time.
     #[error(
-        "the store at {path} is in use by another process (or already open in this one); \
-         stop that process or share the open `Store` handle"
+        "the store at {path} is in use by another process, or already open in this one \
+         (any live `Store`, `Queue`, `Job` or `Worker` keeps it open); stop that process, \
+         or share the open `Store` handle"
     )]
     StoreInUse {
         /// The store's directory.

@@ -174,6 +174,17 @@ impl Queue {
         self.registry(RegistryKind::Queued).job_ids()
     }
 
+    /// A page of [`Queue::job_ids`]: at most `limit` ids after skipping
+    /// `offset`.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub fn job_ids_page(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        self.registry(RegistryKind::Queued)
+            .job_ids_page(offset, limit)
+    }
+
     /// Deletes every job waiting in the queue and due now (rq's
     /// `Queue.empty`); scheduled jobs stay. Returns how many were deleted.
     ///
@@ -488,31 +499,68 @@ impl Registry {
         Ok(ids.split_off(offset.min(ids.len())))
     }
 
-    /// Requeues one job of this registry: it goes back to its queue, due
-    /// now. As in rq, only failed jobs can be requeued, and their attempts
-    /// are not reset.
+    /// Requeues a failed job of this queue: it goes back to its queue, due
+    /// now. As in rq, only the failed registry requeues, and a job's
+    /// attempts are not reset.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] if the job is not failed; [`Error::NoSuchJob`];
-    /// storage errors.
+    /// [`Error::InvalidArgument`] on a registry other than
+    /// [`Queue::failed`]; [`Error::NoSuchJob`] if no job of this queue has
+    /// this id; [`Error::InvalidState`] if the job is not failed; storage
+    /// errors.
     pub fn requeue(&self, id: &str) -> Result<()> {
-        self.queue.store.requeue(id)
+        self.check_requeue()?;
+        let store = &self.queue.store;
+        let in_queue = store
+            .engine()
+            .get(id)?
+            .is_some_and(|r| r.queue == *self.queue.name);
+        if !in_queue {
+            return Err(Error::NoSuchJob { id: id.to_owned() });
+        }
+        store.requeue(id)
     }
 
-    /// Requeues every job of this registry (see [`Registry::requeue`]).
-    /// Returns how many were requeued.
+    /// Requeues every job of the failed registry (see
+    /// [`Registry::requeue`]). Returns how many were requeued. Jobs that
+    /// left the registry meanwhile (deleted, say) are skipped.
     ///
     /// # Errors
     ///
-    /// The first error; jobs requeued before it stay requeued.
+    /// [`Error::InvalidArgument`] on a registry other than
+    /// [`Queue::failed`]; storage errors. Jobs requeued before an error stay
+    /// requeued, and are durable when the error is returned.
     pub fn requeue_all(&self) -> Result<usize> {
-        let ids = self.job_ids()?;
-        let now = self.queue.store.now_ms();
-        for id in &ids {
-            self.queue.store.engine().requeue(id, now)?;
+        self.check_requeue()?;
+        let store = &self.queue.store;
+        let now = store.now_ms();
+        let mut requeued = 0;
+        let mut result = Ok(());
+        for id in self.job_ids()? {
+            match store.engine().requeue(&id, now) {
+                Ok(()) => requeued += 1,
+                Err(Error::NoSuchJob { .. } | Error::InvalidState { .. }) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        self.queue.store.commit()?;
-        Ok(ids.len())
+        store.commit()?;
+        result.map(|()| requeued)
+    }
+
+    fn check_requeue(&self) -> Result<()> {
+        if self.kind == RegistryKind::Failed {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument {
+            what: "requeue",
+            reason: format!(
+                "only the failed registry requeues (rq's rule); this is the {:?} registry of queue {:?}",
+                self.kind, self.queue.name
+            ),
+        })
     }
 }

@@ -251,7 +251,12 @@ impl Worker {
         }
     }
 
-    /// What the worker has done so far.
+    /// What the worker has done so far. Counters go up when the dispatcher
+    /// has written an outcome, which is also when [`Job::wait`] sees it, so
+    /// they can trail a waiting caller by a moment; the figures returned by
+    /// [`Worker::shutdown`] are final.
+    ///
+    /// [`Job::wait`]: crate::Job::wait
     pub fn stats(&self) -> WorkerStats {
         self.shared.stats.snapshot(&self.shared)
     }

@@ -545,7 +545,7 @@ fn a_plain_sled_database_with_data_in_a_named_tree_is_foreign_data() {
 }
 
 #[test]
-#[ignore = "BUG: refusing a foreign sled database still creates dueq's four trees in it"]
+
 fn refusing_a_foreign_sled_database_leaves_it_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other-app");

@@ -34,6 +34,7 @@ pub(crate) fn open(path: &Path, opts: &OpenOptions) -> Result<Trees> {
         .flush_every_ms(opts.flush_every_ms)
         .open()
         .map_err(|e| map_open_error(path, e))?;
+    refuse_foreign_database(path, &db)?;
     let meta = db.open_tree("meta")?;
     let trees = Trees {
         queues: db.open_tree("queues")?,
@@ -103,6 +104,32 @@ fn map_open_error(path: &Path, e: sled::Error) -> Error {
         }
         other => Error::Storage(other),
     }
+}
+
+/// Decides whether the database is dueq's (or empty) before any of dueq's
+/// trees is opened: sled keeps a tree once it is opened, so refusing a
+/// foreign database after opening ours would write into it.
+fn refuse_foreign_database(path: &Path, db: &sled::Db) -> Result<()> {
+    let names: Vec<String> = db
+        .tree_names()
+        .into_iter()
+        .map(|n| String::from_utf8_lossy(&n).into_owned())
+        .filter(|n| n != "__sled__default")
+        .collect();
+    if names.iter().any(|n| n == "meta") {
+        return Ok(()); // check_meta reads its magic value
+    }
+    let others: Vec<&String> = names
+        .iter()
+        .filter(|n| !TREE_NAMES.contains(&n.as_str()) && n.as_str() != "quarantine")
+        .collect();
+    if !db.is_empty() || !others.is_empty() {
+        return Err(Error::ForeignData {
+            path: path.to_owned(),
+            detail: format!("a sled database without dueq's marker (trees: {others:?})"),
+        });
+    }
+    Ok(())
 }
 
 fn check_meta(path: &Path, trees: &Trees, meta: &sled::Tree) -> Result<()> {
