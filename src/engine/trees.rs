@@ -28,12 +28,12 @@ pub(crate) struct OpenOptions {
 pub(crate) fn open(path: &Path, opts: &OpenOptions) -> Result<Trees> {
     refuse_foreign_directory(path)?;
     remove_generating_snapshots(path)?;
-    let db = sled::Config::new()
+    remove_unfinished_conf(path)?;
+    let config = sled::Config::new()
         .path(path)
         .cache_capacity(opts.cache_capacity)
-        .flush_every_ms(opts.flush_every_ms)
-        .open()
-        .map_err(|e| map_open_error(path, e))?;
+        .flush_every_ms(opts.flush_every_ms);
+    let db = open_waiting_for_lock(path, &config)?;
     refuse_foreign_database(path, &db)?;
     let meta = db.open_tree("meta")?;
     let trees = Trees {
@@ -66,7 +66,11 @@ fn refuse_foreign_directory(path: &Path) -> Result<()> {
     for entry in entries {
         names.push(entry?.file_name());
     }
-    if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db") {
+    // sled's own files: a first open killed early can leave any subset.
+    let sleds = |n: &std::ffi::OsString| {
+        n == "conf" || n == "db" || n == "blobs" || n.to_string_lossy().starts_with("snap.")
+    };
+    if names.iter().all(sleds) {
         return Ok(());
     }
     Err(Error::ForeignData {
@@ -93,6 +97,49 @@ fn remove_generating_snapshots(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// sled writes `conf` at the first open, in two writes (settings, then their
+/// checksum); a kill between them leaves a `conf` that sled calls corrupt
+/// forever. A store whose `db` file is missing or empty has never held
+/// data, so its `conf` can go: sled writes a fresh one.
+fn remove_unfinished_conf(path: &Path) -> Result<()> {
+    let db_len = match std::fs::metadata(path.join("db")) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(Error::Io(e)),
+    };
+    if db_len == 0 {
+        match std::fs::remove_file(path.join("conf")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// How long `open` waits for a lock held by a store that is being closed.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Opens sled, waiting briefly if the store is locked: sled releases its
+/// lock from a background thread after the last handle is dropped
+/// (spacejam/sled#1289), so a close followed at once by an open, in this
+/// process or the next, can find it still held. A store held by a running
+/// process is reported as in use after `LOCK_WAIT`.
+fn open_waiting_for_lock(path: &Path, config: &sled::Config) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match map_open_error(path, e) {
+                Error::StoreInUse { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return Err(other),
+            },
+        }
+    }
 }
 
 fn map_open_error(path: &Path, e: sled::Error) -> Error {
