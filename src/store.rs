@@ -110,8 +110,13 @@ impl StoreBuilder {
             },
         )?;
         let now = to_ms(self.clock.now());
-        let recovered = engine.recover_all(now)?;
+        // Runs whose claim was lost with the process first (they are back in
+        // READY), then runs whose claim survived (still STARTED).
+        let recovered = engine.replay_journal(now)? + engine.recover_all(now)?;
         engine.expire(now)?;
+        // Makes the recovery durable, and leaves an empty journal for this
+        // session's runs.
+        engine.rotate_journal(true)?;
         let db_file = File::open(self.path.join("db"))?;
         let committer = match self.durability {
             Durability::Durable => {
@@ -123,10 +128,6 @@ impl StoreBuilder {
             }
             Durability::Buffered => None,
         };
-        // Make the recovery itself durable before anyone relies on it.
-        if recovered > 0 {
-            engine.db().flush()?;
-        }
         let signal = Arc::downgrade(&engine.signal);
         self.clock.on_jump(Box::new(move || {
             if let Some(signal) = signal.upgrade() {
@@ -180,7 +181,7 @@ impl Drop for Inner {
         // The committer goes first (it flushes what is pending); then one
         // last flush so a clean close loses nothing, even when buffered.
         self.committer.take();
-        let _ = self.engine.db().flush();
+        let _ = self.engine.rotate_journal(true);
     }
 }
 

@@ -453,6 +453,9 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
                 }
             }
         }
+        if shared.store.engine().rotate_journal(false).is_err() {
+            shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
         if now >= next_expiry_run && !quitting {
             if engine.expire(now).is_err() {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -501,6 +504,10 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Done>) {
             done_tx,
             run: Some(&claimed),
         };
+        if shared.store.engine().journal_start(&claimed).is_err() {
+            // The run goes ahead: at worst a crash now leaves it uncounted.
+            shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
         let started = Instant::now();
         let outcome = run_one(shared, &claimed);
         shared

@@ -400,14 +400,11 @@ fn a_job_killed_right_after_its_claim_runs_again() {
     assert_eq!(job.status().unwrap(), Status::Finished);
 }
 
-/// The documented promise (crate docs, "Crash recovery"): a run lost to a
-/// crash counts as a failed attempt, so `Retry::max(n)` bounds the runs even
-/// when the job kills its process. Today it holds only once the claim has
-/// reached disk (sled's background flush, every 500 ms): a job that brings
-/// the process down within ~500 ms of starting is retried forever.
+/// Regression: a run lost to a crash counts as a failed attempt, so
+/// `Retry::max(n)` bounds the runs even when the job kills its process
+/// right after its (unflushed) claim. Before the run journal, a job that
+/// brought the process down within ~500 ms of starting was retried forever.
 #[test]
-#[ignore = "known failure: claims are not flushed, so a run killed soon after its claim is not \
-            counted as an attempt (see the crash-safety report)"]
 fn a_run_killed_right_after_its_claim_counts_as_an_attempt() {
     let s = setup(None);
     let first = kill_child_mid_job(&s.store, &s.side, Kill::RightAfterClaim);

@@ -2,6 +2,7 @@
 
 mod codec;
 mod commit;
+mod journal;
 mod keys;
 mod ops;
 mod record;

@@ -19,6 +19,7 @@ use sled::transaction::{
 use sled::Transactional;
 
 use super::codec::{decode_record, encode_record};
+use super::journal::{Journal, ROTATE_AT};
 use super::keys::{Class, IndexKey};
 use super::record::{AttemptLog, JobRecord};
 use super::signal::Signal;
@@ -113,6 +114,8 @@ pub(crate) struct Claimed {
     pub(crate) args: Vec<u8>,
     pub(crate) attempt: u32,
     pub(crate) token: u64,
+    /// The sequence number of the `READY` key it was claimed from.
+    pub(crate) from_seq: u64,
 }
 
 /// How a run ended.
@@ -166,6 +169,7 @@ pub(crate) struct Engine {
     /// transaction commits, and (exclusive) by an import while it raises
     /// `seq_offset`, so no key can be allocated below an imported one.
     seq_lock: RwLock<()>,
+    journal: Journal,
     pub(crate) signal: Arc<Signal>,
 }
 
@@ -201,6 +205,7 @@ impl Engine {
             live: Mutex::new(HashMap::new()),
             seq_offset: AtomicU64::new(seq_offset),
             seq_lock: RwLock::new(()),
+            journal: Journal::open(path)?,
             signal: Arc::new(Signal::default()),
         })
     }
@@ -459,6 +464,7 @@ impl Engine {
                     args: record.args.clone(),
                     attempt: record.attempts,
                     token,
+                    from_seq: key.seq,
                 });
             }
             Ok((written, claimed, abandoned, corrupt))
@@ -546,6 +552,62 @@ impl Engine {
                 write(jobs, index, &stub)
             })
             .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
+    }
+
+    /// Notes in the run journal that a run is about to start (see
+    /// `journal`): if the process dies before its claim reaches disk, the
+    /// next open still counts the run as an attempt.
+    pub(crate) fn journal_start(&self, run: &Claimed) -> Result<()> {
+        self.journal
+            .append(run.token, run.attempt, run.from_seq, &run.id)
+    }
+
+    /// Flushes sled and empties the run journal, if it has grown past its
+    /// limit (or always, with `force`).
+    pub(crate) fn rotate_journal(&self, force: bool) -> Result<()> {
+        if force || self.journal.len() >= ROTATE_AT {
+            self.journal
+                .truncate_after(|| Ok(self.trees.db.flush().map(|_| ())?))?;
+        }
+        Ok(())
+    }
+
+    /// Counts runs whose claim was lost with the process (the job is back in
+    /// `READY` with fewer attempts than the journal says were started) as
+    /// abandoned attempts. Called at open, before `recover_all`. Returns how
+    /// many.
+    pub(crate) fn replay_journal(&self, now: u64) -> Result<usize> {
+        let mut counted = 0;
+        for start in self.journal.read()? {
+            match self.get(&start.id) {
+                Ok(Some(r)) if lost_claim(&r, &start) => {}
+                _ => continue,
+            }
+            let _seq = self.seq_lock.read();
+            let seq = self.next_seq()?;
+            counted += usize::from(self.tx(|jobs, index| {
+                let Some(mut record) = decode_in_tx(jobs, start.id.as_bytes())? else {
+                    return Ok(false);
+                };
+                if !lost_claim(&record, &start) {
+                    return Ok(false);
+                }
+                index.remove(&record.key[..])?;
+                record.attempts = start.attempt;
+                record.token = start.token;
+                record.push_history(AttemptLog {
+                    attempt: start.attempt,
+                    started_at: now,
+                    ended_at: now,
+                    error: Some(ABANDONED.into()),
+                    retry_at: None,
+                });
+                fail_attempt(&mut record, ABANDONED, now, seq);
+                write(jobs, index, &record)?;
+                Ok(true)
+            })?);
+        }
+        Ok(counted)
     }
 
     /// Extends a run's lease. Fails with `LeaseLost` if the run was fenced.
@@ -1027,6 +1089,13 @@ fn apply_outcome(
     }
     write(jobs, index, &record)?;
     Ok(true)
+}
+
+/// Whether the journal's run start is a run whose claim was lost: the job is
+/// still in the very `READY` key it was claimed from, with fewer attempts.
+fn lost_claim(record: &JobRecord, start: &super::journal::RunStart) -> bool {
+    let key = record.index_key();
+    key.class == Class::Ready && key.seq == start.from_seq && record.attempts < start.attempt
 }
 
 /// The decoded record, or `None` if it is missing or does not decode.

@@ -68,7 +68,11 @@ fn refuse_foreign_directory(path: &Path) -> Result<()> {
     }
     // sled's own files: a first open killed early can leave any subset.
     let sleds = |n: &std::ffi::OsString| {
-        n == "conf" || n == "db" || n == "blobs" || n.to_string_lossy().starts_with("snap.")
+        n == "conf"
+            || n == "db"
+            || n == "blobs"
+            || n == "dueq-runs"
+            || n.to_string_lossy().starts_with("snap.")
     };
     if names.iter().all(sleds) {
         return Ok(());
