@@ -385,7 +385,7 @@ fn rq_interval(list: &[u64], max: u32, retry: u32) -> u64 {
 
 /// `min(first * factor^exponent, cap)`, never below `min(first, cap)`.
 fn exponential(first: u64, factor: f64, cap: u64, exponent: u32) -> u64 {
-    if exponent == 0 || first == 0 || first >= cap {
+    if exponent == 0 || first == 0 || first >= cap || normalize_factor(factor) == 1.0 {
         // Exact, where the f64 path below could round `first` itself.
         return first.min(cap);
     }

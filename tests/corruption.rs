@@ -33,7 +33,10 @@ fn corrupt_records_are_failed_and_quarantined_and_the_rest_runs() {
         let store = Store::open(&path).unwrap();
         let q = store.queue("default");
         for i in 0..10u64 {
-            q.job("double", &i).id(format!("job-{i}")).enqueue().unwrap();
+            q.job("double", &i)
+                .id(format!("job-{i}"))
+                .enqueue()
+                .unwrap();
         }
     }
     let flipped = tamper(&path, "job-2", |raw| {
@@ -50,7 +53,10 @@ fn corrupt_records_are_failed_and_quarantined_and_the_rest_runs() {
         let err = store.job(id).unwrap_err();
         assert!(matches!(err, dueq::Error::Corrupt { .. }), "{id}: {err}");
     }
-    let stats = Worker::builder(&store, handlers()).threads(2).burst().unwrap();
+    let stats = Worker::builder(&store, handlers())
+        .threads(2)
+        .burst()
+        .unwrap();
     assert_eq!(stats.succeeded, 7, "{stats:?}");
     assert!(stats.corrupt >= 2, "{stats:?}");
 
@@ -61,7 +67,14 @@ fn corrupt_records_are_failed_and_quarantined_and_the_rest_runs() {
         assert!(error.contains("corrupt record"), "{id}: {error}");
         assert_eq!(store.quarantined(id).unwrap().as_ref(), Some(raw), "{id}");
     }
-    assert!(store.job("job-7").unwrap().unwrap().error().unwrap().unwrap().contains("unknown record format version"));
+    assert!(store
+        .job("job-7")
+        .unwrap()
+        .unwrap()
+        .error()
+        .unwrap()
+        .unwrap()
+        .contains("unknown record format version"));
     // A flipped byte may or may not still decode (bincode has no checksum;
     // sled checksums its log). Either it ran or it is failed as corrupt.
     let job2 = store.job("job-2").unwrap().unwrap();
@@ -84,7 +97,12 @@ fn a_garbage_index_entry_does_not_stop_the_worker() {
     let path = dir.path().join("s");
     {
         let store = Store::open(&path).unwrap();
-        store.queue("default").job("double", &1u64).id("real").enqueue().unwrap();
+        store
+            .queue("default")
+            .job("double", &1u64)
+            .id("real")
+            .enqueue()
+            .unwrap();
     }
     {
         let db = sled::open(&path).unwrap();
@@ -99,9 +117,15 @@ fn a_garbage_index_entry_does_not_stop_the_worker() {
         db.flush().unwrap();
     }
     let store = Store::open(&path).unwrap();
-    let stats = Worker::builder(&store, handlers()).threads(1).burst().unwrap();
+    let stats = Worker::builder(&store, handlers())
+        .threads(1)
+        .burst()
+        .unwrap();
     assert_eq!(stats.succeeded, 1);
-    assert_eq!(store.job("real").unwrap().unwrap().result::<u64>().unwrap(), Some(2));
+    assert_eq!(
+        store.job("real").unwrap().unwrap().result::<u64>().unwrap(),
+        Some(2)
+    );
     assert!(store.job("ghost").unwrap().is_none());
     assert_eq!(store.queue("default").count().unwrap(), 0);
 }

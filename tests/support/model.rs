@@ -261,7 +261,9 @@ pub enum Op {
     /// A burst worker (one thread, both queues) runs everything due now.
     WorkAll,
     Cancel(usize),
-    Requeue(usize),
+    /// `queue.failed().requeue(id)`: (id, queue). A job of another queue is
+    /// `NoSuchJob` there.
+    Requeue(usize, usize),
     Delete(usize),
     /// `Queue::empty`: deletes the queue's due jobs.
     Empty(usize),
@@ -272,6 +274,11 @@ pub enum Op {
     RewindClock(u32),
     /// Drops every handle and reopens the store at the same path and clock.
     Restart,
+    /// `export`s the store, `import`s it into a new store (same clock) and
+    /// carries on with that one. Changes nothing the model sees: ids,
+    /// states, times, attempts, results, errors and the order of jobs due at
+    /// the same instant all survive, also for jobs enqueued afterwards.
+    ExportImport,
 }
 
 // ------------------------------------------------------------------ model
@@ -440,6 +447,14 @@ impl Model {
         Expect::Ok
     }
 
+    /// `failed().requeue(id)` on `queue`.
+    fn requeue_in(&mut self, id: &str, queue: usize) -> Expect {
+        match self.jobs.get(id) {
+            Some(job) if job.queue == queue => self.requeue(id),
+            _ => Expect::NoSuchJob,
+        }
+    }
+
     fn requeue(&mut self, id: &str) -> Expect {
         let now = self.now;
         let seq = self.seq + 1;
@@ -579,7 +594,11 @@ impl Model {
 
 /// A real store and the model, stepped together.
 pub struct Harness {
+    /// The directory stores are made in.
+    dir: PathBuf,
+    /// The current store's path: `dir/store-{generation}`.
     path: PathBuf,
+    generation: u32,
     clock: ManualClock,
     store: Option<Store>,
     /// Handles from enqueue, kept until the next restart, so that operations
@@ -598,6 +617,9 @@ fn dt(ms: u64) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
+/// Opens the store at `path`. (A `Restart` reopens a store right after
+/// dropping it, which used to fail now and then with `StoreInUse`; see
+/// `reopen_right_after_drop_succeeds` in tests/model.rs.)
 fn open(path: &Path, clock: &ManualClock) -> Store {
     Store::builder(path)
         .clock(clock.clone())
@@ -629,13 +651,16 @@ fn compare<T: std::fmt::Debug>(
 }
 
 impl Harness {
-    /// A new store at `path` (which must not exist yet, or be an empty
-    /// directory).
-    pub fn new(path: &Path) -> Harness {
+    /// A new store in `dir` (an empty directory: stores go in
+    /// subdirectories).
+    pub fn new(dir: &Path) -> Harness {
         let clock = ManualClock::new(dt(START_MS));
-        let store = open(path, &clock);
+        let path = dir.join("store-0");
+        let store = open(&path, &clock);
         Harness {
-            path: path.to_owned(),
+            dir: dir.to_owned(),
+            path,
+            generation: 0,
             clock,
             store: Some(store),
             handles: BTreeMap::new(),
@@ -657,9 +682,10 @@ impl Harness {
             .map_err(|e| self.failure(&e))
     }
 
-    /// Runs `ops` in order and panics on the first difference.
-    pub fn run(path: &Path, ops: &[Op]) {
-        let mut h = Harness::new(path);
+    /// Runs `ops` in order, with stores in `dir`, and panics on the first
+    /// difference.
+    pub fn run(dir: &Path, ops: &[Op]) {
+        let mut h = Harness::new(dir);
         for op in ops {
             if let Err(e) = h.step(op) {
                 panic!("{e}");
@@ -731,13 +757,24 @@ impl Harness {
                     None => return Err(format!("cancel {id}: no handle, model expects {want:?}")),
                 }
             }
-            Op::Requeue(i) => {
+            Op::Requeue(i, q) => {
                 let id = IDS[i % IDS.len()];
-                let want = self.model.requeue(id);
-                // Through a registry: it takes any id, so NoSuchJob is
-                // reachable without a handle. The registry does not matter.
-                let registry = self.store().queue(QUEUES[1]).canceled();
-                compare(want, &registry.requeue(id), |_| None)?;
+                let queue = self.store().queue(QUEUES[q % QUEUES.len()]);
+                // Only the failed registry requeues; another one refuses
+                // before looking at the job, and changes nothing.
+                match queue.canceled().requeue(id) {
+                    Err(Error::InvalidArgument {
+                        what: "requeue", ..
+                    }) => {}
+                    other => {
+                        return Err(format!(
+                            "canceled().requeue({id}): want InvalidArgument, got {other:?}"
+                        ))
+                    }
+                }
+                self.check()?;
+                let want = self.model.requeue_in(id, q % QUEUES.len());
+                compare(want, &queue.failed().requeue(id), |_| None)?;
             }
             Op::Delete(i) => {
                 let id = IDS[i % IDS.len()];
@@ -776,6 +813,28 @@ impl Harness {
                 let recovered = self.store().recovered_at_open();
                 if recovered != 0 {
                     return Err(format!("reopen recovered {recovered} runs, expected none"));
+                }
+            }
+            Op::ExportImport => {
+                let mut backup = Vec::new();
+                let exported = self
+                    .store()
+                    .export(&mut backup)
+                    .map_err(|e| format!("export: {e}"))?;
+                self.handles.clear();
+                drop(self.store.take());
+                self.generation += 1;
+                self.path = self.dir.join(format!("store-{}", self.generation));
+                let store = open(&self.path, &self.clock);
+                let imported = store
+                    .import(&backup[..])
+                    .map_err(|e| format!("import: {e}"))?;
+                self.store = Some(store);
+                let jobs = self.model.jobs.len();
+                if (exported.jobs, exported.skipped_corrupt, imported.jobs) != (jobs, 0, jobs) {
+                    return Err(format!(
+                        "export/import of {jobs} jobs: exported {exported:?}, imported {imported:?}"
+                    ));
                 }
             }
         }
