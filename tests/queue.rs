@@ -515,8 +515,20 @@ fn registries_of_an_unused_queue_are_empty() {
     ] {
         assert_eq!(reg.count().unwrap(), 0);
         assert!(reg.job_ids().unwrap().is_empty());
-        assert_eq!(reg.requeue_all().unwrap(), 0);
     }
+    assert_eq!(q.failed().requeue_all().unwrap(), 0);
+    // Only the failed registry requeues (rq's rule).
+    let err = q.scheduled().requeue_all().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            dueq::Error::InvalidArgument {
+                what: "requeue",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(
         f.store.queues().is_empty(),
         "a handle does not make a queue"
