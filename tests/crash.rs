@@ -1058,7 +1058,14 @@ impl Harness {
         }
         let before = self.model.get(id).map_or(0, |k| k.attempts);
         let runs = self.cycle_runs.get(id).copied().unwrap_or(0);
-        if n > before + runs + u32::from(was_started) {
+        // A run killed after its run-journal line but before the handler's
+        // first `exec` line is counted at open (an abandoned attempt) though
+        // no `exec` line shows it: one per job per kill, like a STARTED one.
+        let journaled = log
+            .last()
+            .and_then(|a| a.error.as_deref())
+            .is_some_and(|e| e.starts_with("abandoned"));
+        if n > before + runs + u32::from(was_started || journaled) {
             v.push(format!(
                 "{id}: attempts grew from {before} to {n} with {runs} runs this cycle \
                  (STARTED at the kill: {was_started})"
