@@ -1,5 +1,8 @@
 //! Export/import round trips and the committed schema fixture.
 
+mod common;
+use common::copy_dir;
+
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -209,19 +212,6 @@ fn import_rejects_what_is_not_an_export() {
 }
 
 const FIXTURE: &str = "tests/fixtures/schema1";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// The store under tests/fixtures was written by schema 1. Current code must
 /// open it and see its jobs, in their states, with their results.
