@@ -520,7 +520,7 @@ fn a_plain_sled_database_with_data_is_foreign_data() {
     assert!(msg.contains(&path.display().to_string()), "{msg}");
 
     // The other program's data is intact, and the lock was released.
-    let db = sled::open(&path).unwrap();
+    let db = common::open_raw(&path);
     assert_eq!(db.get(b"user:1").unwrap().as_deref(), Some(&b"alice"[..]));
 }
 
@@ -545,7 +545,6 @@ fn a_plain_sled_database_with_data_in_a_named_tree_is_foreign_data() {
 }
 
 #[test]
-
 fn refusing_a_foreign_sled_database_leaves_it_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other-app");
@@ -558,7 +557,7 @@ fn refusing_a_foreign_sled_database_leaves_it_untouched() {
         names
     };
     assert!(matches!(Store::open(&path), Err(Error::ForeignData { .. })));
-    let db = sled::open(&path).unwrap();
+    let db = common::open_raw(&path);
     let mut after = db.tree_names();
     after.sort();
     let show = |v: &[sled::IVec]| -> Vec<String> {

@@ -4,6 +4,9 @@
 //! is corrupt (raw bytes kept), the worker keeps going, nothing else is
 //! touched.
 
+mod common;
+use common::open_raw;
+
 use std::path::Path;
 
 use dueq::{Handlers, JobError, Status, Store, Worker};
@@ -16,7 +19,7 @@ fn handlers() -> Handlers {
 
 /// Rewrites the raw record of `id` in the store's `jobs` tree.
 fn tamper(path: &Path, id: &str, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let db = sled::open(path).unwrap();
+    let db = open_raw(path);
     let jobs = db.open_tree("jobs").unwrap();
     let mut raw = jobs.get(id).unwrap().unwrap().to_vec();
     f(&mut raw);
@@ -105,7 +108,7 @@ fn a_garbage_index_entry_does_not_stop_the_worker() {
             .unwrap();
     }
     {
-        let db = sled::open(&path).unwrap();
+        let db = open_raw(&path);
         let index = db.open_tree("index").unwrap();
         // Queue 0's READY range: an entry naming a job that does not exist,
         // and a short key that is not a valid index key.

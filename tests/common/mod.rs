@@ -93,3 +93,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Opens a store's sled database directly (for tampering or inspection).
+/// sled releases its lock from a background thread after a close, so a
+/// direct open right after dropping a `Store` may need a moment (sled#1289).
+pub fn open_raw(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
+}
