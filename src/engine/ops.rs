@@ -136,6 +136,15 @@ pub(crate) struct Done {
     pub(crate) ended_at: u64,
 }
 
+/// A user-requested move between registries (cancel, requeue).
+struct Move {
+    action: &'static str,
+    from: Class,
+    hint: &'static str,
+    to: Class,
+    ended_at: Option<u64>,
+}
+
 /// What a round did.
 #[derive(Debug, Default)]
 pub(crate) struct RoundReport {
@@ -632,47 +641,54 @@ impl Engine {
 
     /// Moves a waiting (queued or scheduled) job to the canceled registry.
     pub(crate) fn cancel(&self, id: &str, now: u64) -> Result<()> {
-        let _seq = self.seq_lock.read();
-        let seq = self.next_seq()?;
-        self.tx(|jobs, index| {
-            let mut record = get_record(jobs, id)?;
-            let key = record.index_key();
-            if key.class != Class::Ready {
-                return abort(Error::InvalidState {
-                    id: id.to_owned(),
-                    action: "cancel",
-                    status: status_of(&key, now),
-                    hint: "; only queued and scheduled jobs can be canceled",
-                });
-            }
-            index.remove(&record.key[..])?;
-            record.ended_at = Some(now);
-            record.key = IndexKey::new(key.queue, Class::Canceled, now, seq).encode();
-            write(jobs, index, &record)
-        })?;
-        self.signal.notify();
-        Ok(())
+        self.move_job(
+            id,
+            now,
+            Move {
+                action: "cancel",
+                from: Class::Ready,
+                hint: "; only queued and scheduled jobs can be canceled",
+                to: Class::Canceled,
+                ended_at: Some(now),
+            },
+        )
     }
 
     /// Moves a failed job back to its queue, due now. Its attempts are kept
     /// (rq's rule), so its retry policy is not reset.
     pub(crate) fn requeue(&self, id: &str, now: u64) -> Result<()> {
+        self.move_job(
+            id,
+            now,
+            Move {
+                action: "requeue",
+                from: Class::Failed,
+                hint: "; only failed jobs can be requeued",
+                to: Class::Ready,
+                ended_at: None,
+            },
+        )
+    }
+
+    /// Moves job `id` from class `m.from` to `m.to` at time `now` (the cancel
+    /// time, or the due time), refusing jobs in any other class.
+    fn move_job(&self, id: &str, now: u64, m: Move) -> Result<()> {
         let _seq = self.seq_lock.read();
         let seq = self.next_seq()?;
         self.tx(|jobs, index| {
             let mut record = get_record(jobs, id)?;
             let key = record.index_key();
-            if key.class != Class::Failed {
+            if key.class != m.from {
                 return abort(Error::InvalidState {
                     id: id.to_owned(),
-                    action: "requeue",
+                    action: m.action,
                     status: status_of(&key, now),
-                    hint: "; only failed jobs can be requeued",
+                    hint: m.hint,
                 });
             }
             index.remove(&record.key[..])?;
-            record.ended_at = None;
-            record.key = IndexKey::new(key.queue, Class::Ready, now, seq).encode();
+            record.ended_at = m.ended_at;
+            record.key = IndexKey::new(key.queue, m.to, now, seq).encode();
             write(jobs, index, &record)
         })?;
         self.signal.notify();
