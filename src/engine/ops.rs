@@ -760,51 +760,57 @@ impl Engine {
     /// Deletes finished and failed jobs whose TTL has passed. Returns how
     /// many were deleted.
     pub(crate) fn expire(&self, now: u64) -> Result<usize> {
-        const CHUNK: usize = 256;
         let mut removed = 0;
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
         for queue in queues {
             for class in [Class::Finished, Class::Failed] {
-                loop {
-                    let range = IndexKey::range_start(queue, class)
-                        ..=IndexKey::range_end(queue, class, now);
-                    let keys: Vec<(sled::IVec, sled::IVec)> = self
-                        .trees
-                        .index
-                        .range(range)
-                        .take(CHUNK)
-                        .collect::<std::result::Result<_, _>>()?;
-                    if keys.is_empty() {
-                        break;
-                    }
-                    let n = keys.len();
-                    removed += self.tx(|jobs, index| {
-                        let mut removed = 0;
-                        for (key, id) in &keys {
-                            // Only remove what is still where the range read
-                            // saw it; a requeue may have moved it meanwhile.
-                            let still_there = match jobs.get(id)? {
-                                Some(raw) => match decode_record(id, &raw) {
-                                    Ok(r) => r.key[..] == key[..],
-                                    Err(_) => true,
-                                },
-                                None => true,
-                            };
-                            if still_there {
-                                index.remove(key)?;
-                                jobs.remove(id)?;
-                                removed += 1;
-                            }
-                        }
-                        Ok(removed)
-                    })?;
-                    if n < CHUNK {
-                        break;
-                    }
-                }
+                removed += self.delete_range(queue, class, now)?;
             }
         }
         Ok(removed)
+    }
+
+    /// Deletes the jobs of `(queue, class)` with `time <= up_to`, in
+    /// transactions of a few hundred. Returns how many were deleted.
+    ///
+    /// Keys are read outside the transactions and re-checked inside: an
+    /// entry that moved meanwhile is left alone; an entry whose record is
+    /// missing or names another key is an orphan and only it is removed. Each
+    /// chunk so removes every entry it read, so the loop always ends.
+    fn delete_range(&self, queue: u32, class: Class, up_to: u64) -> Result<usize> {
+        const CHUNK: usize = 256;
+        let mut removed = 0;
+        loop {
+            let keys: Vec<(sled::IVec, sled::IVec)> = self
+                .range(queue, class, 0, up_to)
+                .take(CHUNK)
+                .collect::<std::result::Result<_, _>>()?;
+            if keys.is_empty() {
+                return Ok(removed);
+            }
+            let n = keys.len();
+            removed += self.tx(|jobs, index| {
+                let mut removed = 0;
+                for (key, id) in &keys {
+                    if index.get(key)?.as_deref() != Some(&id[..]) {
+                        continue; // moved since the range read
+                    }
+                    index.remove(key)?;
+                    let owned = match jobs.get(id)? {
+                        Some(raw) => decode_record(id, &raw).map_or(true, |r| r.key[..] == key[..]),
+                        None => false,
+                    };
+                    if owned {
+                        jobs.remove(id)?;
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })?;
+            if n < CHUNK {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Writes imported jobs in one transaction. Each keeps its exported
@@ -962,28 +968,7 @@ impl Engine {
     /// Removes every waiting job of a queue that is due by `now` (rq's
     /// `Queue.empty`). Returns how many.
     pub(crate) fn empty(&self, queue: u32, now: u64) -> Result<usize> {
-        let keys: Vec<(sled::IVec, sled::IVec)> = self
-            .range(queue, Class::Ready, 0, now)
-            .collect::<std::result::Result<_, _>>()?;
-        let mut removed = 0;
-        for chunk in keys.chunks(256) {
-            removed += self.tx(|jobs, index| {
-                let mut removed = 0;
-                for (key, id) in chunk {
-                    let still_there = match jobs.get(id)? {
-                        Some(raw) => decode_record(id, &raw).map_or(true, |r| r.key[..] == key[..]),
-                        None => true,
-                    };
-                    if still_there {
-                        index.remove(key)?;
-                        jobs.remove(id)?;
-                        removed += 1;
-                    }
-                }
-                Ok(removed)
-            })?;
-        }
-        Ok(removed)
+        self.delete_range(queue, Class::Ready, now)
     }
 
     /// The raw bytes of a quarantined (undecodable) record.
