@@ -34,6 +34,15 @@ pub trait Clock: Send + Sync + 'static {
     fn is_real_time(&self) -> bool {
         true
     }
+
+    /// A reading that only moves forward, for measuring how long runs take
+    /// (`job_timeout`): a step of the wall clock (NTP, a manual change) must
+    /// not time jobs out. By default a monotonic clock (`Instant`) counted
+    /// from the first reading in this process.
+    fn monotonic(&self) -> Duration {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed()
+    }
 }
 
 /// The system's real-time clock.
@@ -128,6 +137,12 @@ impl Clock for ManualClock {
 
     fn is_real_time(&self) -> bool {
         false
+    }
+
+    /// The manual time itself (since the Unix epoch): advancing the clock
+    /// advances run timeouts too.
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(to_ms(self.now()))
     }
 }
 

@@ -20,7 +20,9 @@ use crate::retry::Retry;
 use crate::Store;
 
 const FORMAT: &str = "dueq-export";
-const VERSION: u32 = 1;
+/// Version 2 added the `v2` object of each job line (dueq's record format 2);
+/// version 1 exports still import.
+const VERSION: u32 = 2;
 /// Jobs written per transaction on import.
 const IMPORT_CHUNK: usize = 1_000;
 
@@ -74,6 +76,27 @@ struct Line {
     error: Option<String>,
     #[serde(default)]
     history: Vec<HistoryLine>,
+    #[serde(default)]
+    v2: V2Fields,
+}
+
+/// The parts of a job added with record format 2.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct V2Fields {
+    meta: Option<Box<RawValue>>,
+    timeout_ms: Option<u64>,
+    expires_at: Option<u64>,
+    due: Option<u64>,
+    at_front: bool,
+    waiting_on: Vec<crate::engine::Dependency>,
+    dependents: Vec<String>,
+    callbacks: crate::engine::Callbacks,
+    repeat: Option<crate::Repeat>,
+    repeats_done: u32,
+    attempt_base: u32,
+    limit: Option<crate::engine::Limit>,
+    stop_requested: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +108,10 @@ struct HistoryLine {
     error: Option<String>,
     #[serde(default)]
     retry_at: Option<u64>,
+    #[serde(default)]
+    thread: Option<String>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
 }
 
 fn state_name(class: Class) -> &'static str {
@@ -94,6 +121,8 @@ fn state_name(class: Class) -> &'static str {
         Class::Finished => "finished",
         Class::Failed => "failed",
         Class::Canceled => "canceled",
+        Class::Deferred => "deferred",
+        Class::Stopped => "stopped",
     }
 }
 
@@ -165,14 +194,37 @@ impl Store {
                 history: record
                     .history
                     .iter()
-                    .map(|h| HistoryLine {
-                        attempt: h.attempt,
-                        started_at: h.started_at,
-                        ended_at: h.ended_at,
-                        error: h.error.clone(),
-                        retry_at: h.retry_at,
+                    .map(|h| {
+                        Ok(HistoryLine {
+                            attempt: h.attempt,
+                            started_at: h.started_at,
+                            ended_at: h.ended_at,
+                            error: h.error.clone(),
+                            retry_at: h.retry_at,
+                            thread: h.thread.clone(),
+                            result: h
+                                .result
+                                .as_deref()
+                                .map(|r| raw_json(r, &what))
+                                .transpose()?,
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_>>()?,
+                v2: V2Fields {
+                    meta: Some(raw_json(&record.meta, &what)?),
+                    timeout_ms: record.timeout_ms,
+                    expires_at: record.expires_at,
+                    due: Some(record.due),
+                    at_front: record.at_front,
+                    waiting_on: record.waiting_on.clone(),
+                    dependents: record.dependents.clone(),
+                    callbacks: record.callbacks.clone(),
+                    repeat: record.repeat.clone(),
+                    repeats_done: record.repeats_done,
+                    attempt_base: record.attempt_base,
+                    limit: record.limit.clone(),
+                    stop_requested: record.stop_requested,
+                },
                 id: record.id,
                 queue: record.queue,
                 handler: record.handler,
@@ -248,36 +300,55 @@ impl Store {
             } else {
                 line.time
             };
+            let mut record = JobRecord::new(
+                line.id,
+                line.queue,
+                line.handler,
+                line.args.get().as_bytes().to_vec(),
+                crate::engine::IndexKey::new(0, class, time, line.seq),
+                line.enqueued_at,
+            );
+            record.description = line.description;
+            record.retry = line.retry;
+            record.result_ttl_ms = line.result_ttl_ms;
+            record.failure_ttl_ms = line.failure_ttl_ms;
+            record.attempts = line.attempts;
+            record.token = line.token;
+            record.started_at = line.started_at;
+            record.ended_at = line.ended_at;
+            record.result = line.result.map(|r| r.get().as_bytes().to_vec());
+            record.error = line.error;
+            record.history = line
+                .history
+                .into_iter()
+                .map(|h| crate::engine::AttemptLog {
+                    attempt: h.attempt,
+                    started_at: h.started_at,
+                    ended_at: h.ended_at,
+                    error: h.error,
+                    retry_at: h.retry_at,
+                    thread: h.thread,
+                    result: h.result.map(|r| r.get().as_bytes().to_vec()),
+                })
+                .collect();
+            let v2 = line.v2;
+            if let Some(meta) = v2.meta {
+                record.meta = meta.get().as_bytes().to_vec();
+            }
+            record.timeout_ms = v2.timeout_ms;
+            record.expires_at = v2.expires_at;
+            record.due = v2.due.unwrap_or(line.time);
+            record.at_front = v2.at_front;
+            record.waiting_on = v2.waiting_on;
+            record.dependents = v2.dependents;
+            record.callbacks = v2.callbacks;
+            record.repeat = v2.repeat;
+            record.repeats_done = v2.repeats_done;
+            record.attempt_base = v2.attempt_base;
+            record.limit = v2.limit;
+            record.stop_requested = v2.stop_requested;
             chunk.push((
-                JobRecord {
-                    id: line.id,
-                    queue: line.queue,
-                    handler: line.handler,
-                    args: line.args.get().as_bytes().to_vec(),
-                    description: line.description,
-                    retry: line.retry,
-                    result_ttl_ms: line.result_ttl_ms,
-                    failure_ttl_ms: line.failure_ttl_ms,
-                    enqueued_at: line.enqueued_at,
-                    key: [0; 21],
-                    attempts: line.attempts,
-                    token: line.token,
-                    started_at: line.started_at,
-                    ended_at: line.ended_at,
-                    result: line.result.map(|r| r.get().as_bytes().to_vec()),
-                    error: line.error,
-                    history: line
-                        .history
-                        .into_iter()
-                        .map(|h| crate::engine::AttemptLog {
-                            attempt: h.attempt,
-                            started_at: h.started_at,
-                            ended_at: h.ended_at,
-                            error: h.error,
-                            retry_at: h.retry_at,
-                        })
-                        .collect(),
-                },
+                record,
                 ExportedKey {
                     class,
                     time,

@@ -102,13 +102,22 @@ pub(crate) type Erased =
 #[derive(Clone, Default)]
 pub struct Handlers {
     map: HashMap<String, Erased>,
+    callbacks: HashMap<String, ErasedCallback>,
 }
+
+pub(crate) type ErasedCallback =
+    Arc<dyn Fn(&Callback<'_>) -> std::result::Result<(), JobError> + Send + Sync>;
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&String> = self.map.keys().collect();
         names.sort();
-        f.debug_struct("Handlers").field("names", &names).finish()
+        let mut callbacks: Vec<&String> = self.callbacks.keys().collect();
+        callbacks.sort();
+        f.debug_struct("Handlers")
+            .field("names", &names)
+            .field("callbacks", &callbacks)
+            .finish()
     }
 }
 
@@ -172,6 +181,161 @@ impl Handlers {
     pub(crate) fn get(&self, name: &str) -> Option<&Erased> {
         self.map.get(name)
     }
+
+    /// Registers a callback under `name`, for jobs enqueued with
+    /// [`JobBuilder::on_success`](crate::JobBuilder::on_success),
+    /// [`on_failure`](crate::JobBuilder::on_failure) or
+    /// [`on_stopped`](crate::JobBuilder::on_stopped) naming it (rq's
+    /// callbacks; named, like handlers, because closures cannot be stored).
+    ///
+    /// A callback runs on the worker thread right after the run, before its
+    /// outcome is recorded. As in rq, an `on_success` callback that fails or
+    /// panics fails the attempt; an `on_failure` or `on_stopped` one that
+    /// fails adds its error to the job's. A callback has its own time limit
+    /// (the worker's [`callback_timeout`](crate::WorkerBuilder::callback_timeout),
+    /// 60 s by default, rq's): past it, the attempt is recorded as failed
+    /// with a timeout error, like a run past its `job_timeout`. An unknown
+    /// callback name fails the attempt with an error naming it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::{Callback, CallbackKind, Handlers, JobError};
+    ///
+    /// let mut handlers = Handlers::new();
+    /// handlers.callback("log", |cb: &Callback| -> Result<(), JobError> {
+    ///     match cb.kind() {
+    ///         CallbackKind::Success => println!("{} returned {:?}", cb.job_id(), cb.result::<i64>()?),
+    ///         _ => println!("{} failed: {:?}", cb.job_id(), cb.error()),
+    ///     }
+    ///     Ok(())
+    /// });
+    /// ```
+    pub fn callback<E, F>(&mut self, name: impl Into<String>, f: F) -> &mut Handlers
+    where
+        E: Into<JobError>,
+        F: Fn(&Callback<'_>) -> std::result::Result<(), E> + Send + Sync + 'static,
+    {
+        self.callbacks.insert(
+            name.into(),
+            Arc::new(move |cb: &Callback<'_>| f(cb).map_err(Into::into)),
+        );
+        self
+    }
+
+    /// Whether a callback is registered under `name`.
+    pub fn contains_callback(&self, name: &str) -> bool {
+        self.callbacks.contains_key(name)
+    }
+
+    pub(crate) fn get_callback(&self, name: &str) -> Option<&ErasedCallback> {
+        self.callbacks.get(name)
+    }
+}
+
+/// Which callback is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackKind {
+    /// After a successful run (`on_success`).
+    Success,
+    /// After a failed attempt, retried or not (`on_failure`).
+    Failure,
+    /// After a run that was stopped (`on_stopped`).
+    Stopped,
+}
+
+/// What a callback sees: the job and how its run ended.
+pub struct Callback<'a> {
+    pub(crate) kind: CallbackKind,
+    pub(crate) ctx: &'a Context,
+    pub(crate) result: Option<&'a [u8]>,
+    pub(crate) error: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Callback<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("kind", &self.kind)
+            .field("job_id", &self.ctx.id)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Callback<'_> {
+    /// Which callback this is.
+    pub fn kind(&self) -> CallbackKind {
+        self.kind
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> &str {
+        &self.ctx.id
+    }
+
+    /// The job's queue.
+    pub fn queue(&self) -> &str {
+        &self.ctx.queue
+    }
+
+    /// The job's handler name.
+    pub fn handler(&self) -> &str {
+        &self.ctx.handler
+    }
+
+    /// The attempt that just ended (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.ctx.attempt
+    }
+
+    /// The value the run returned, decoded as `T` (`None` unless it
+    /// succeeded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) if it does not decode as `T`.
+    pub fn result<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.result
+            .map(|r| crate::engine::decode_json(r, "the result"))
+            .transpose()
+    }
+
+    /// The run's error (`None` if it succeeded).
+    pub fn error(&self) -> Option<&str> {
+        self.error
+    }
+
+    /// Whether the callback's time limit has passed: a long callback checks
+    /// this and returns.
+    pub fn should_stop(&self) -> bool {
+        self.ctx.should_stop()
+    }
+
+    /// The run's context (to update the job's `meta`, say).
+    pub fn context(&self) -> &Context {
+        self.ctx
+    }
+}
+
+/// The state of one run shared by its runner thread and the dispatcher.
+#[derive(Debug)]
+pub(crate) struct RunState {
+    /// When the run (or its current callback) must end, in the clock's
+    /// monotonic ms (`Store::mono_ms`);
+    /// `u64::MAX`: no limit.
+    pub(crate) deadline: std::sync::atomic::AtomicU64,
+    /// The dispatcher recorded the run as timed out.
+    pub(crate) timed_out: std::sync::atomic::AtomicBool,
+}
+
+impl RunState {
+    pub(crate) fn new() -> RunState {
+        RunState {
+            deadline: std::sync::atomic::AtomicU64::new(u64::MAX),
+            timed_out: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// What a running job can see and do: its id and attempt, and its lease.
@@ -183,6 +347,7 @@ pub struct Context {
     pub(crate) attempt: u32,
     pub(crate) token: u64,
     pub(crate) lease: Duration,
+    pub(crate) run: Arc<RunState>,
 }
 
 impl std::fmt::Debug for Context {
@@ -219,6 +384,51 @@ impl Context {
     /// The run's lease token. Tokens grow with every run, across restarts.
     pub fn lease_token(&self) -> u64 {
         self.token
+    }
+
+    /// Whether the run should stop: its `job_timeout` (or, in a callback,
+    /// the callback's time limit) has passed, or [`Job::stop`](crate::Job::stop)
+    /// was called. A handler that loops checks this (or [`Context::check`])
+    /// and returns; dueq cannot kill a thread.
+    pub fn should_stop(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.run.timed_out.load(Ordering::SeqCst)
+            || self.store.mono_ms() >= self.run.deadline.load(Ordering::SeqCst)
+            || self.store.engine().stop_requested(&self.id, self.token)
+    }
+
+    /// `Err` if the run should stop (see [`Context::should_stop`]), for
+    /// `ctx.check()?` in a loop.
+    ///
+    /// # Errors
+    ///
+    /// A [`JobError`] saying why the run must stop.
+    pub fn check(&self) -> std::result::Result<(), JobError> {
+        if self.store.engine().stop_requested(&self.id, self.token) {
+            return Err(JobError::new("stopped: job.stop() was called"));
+        }
+        if self.should_stop() {
+            return Err(JobError::new("timeout: the run passed its time limit"));
+        }
+        Ok(())
+    }
+
+    /// Sets `key` in the job's `meta` to `value`, durably and without
+    /// touching the other keys (for progress, say). Readers see it at once
+    /// through [`Job::meta`](crate::Job::meta).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`](crate::Error::Encode) or
+    /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) for a value
+    /// that does not encode or fit; [`Error::NoSuchJob`](crate::Error::NoSuchJob)
+    /// if the job was deleted; storage errors.
+    pub fn set_meta<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<()> {
+        let bytes = encode_json(value, "meta", self.store.max_payload())?;
+        self.store
+            .engine()
+            .update_meta(&self.id, key, Some(&bytes))?;
+        self.store.commit()
     }
 
     /// Extends the run's lease by the worker's lease duration from now, and

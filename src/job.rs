@@ -27,15 +27,23 @@ pub enum Status {
     /// Its last attempt failed and no retries are left; kept for its
     /// `failure_ttl`.
     Failed,
-    /// It was canceled before it ran.
+    /// It was canceled before it ran (by `cancel`, because a job it
+    /// depends on failed or was canceled, or because its `ttl` ran out).
     Canceled,
+    /// Waiting for the jobs it depends on to finish.
+    Deferred,
+    /// It was stopped while running ([`Job::stop`]); never retried.
+    Stopped,
 }
 
 impl Status {
-    /// Whether the job will not change by itself any more (finished, failed
-    /// or canceled).
+    /// Whether the job will not change by itself any more (finished, failed,
+    /// canceled or stopped).
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Finished | Status::Failed | Status::Canceled)
+        matches!(
+            self,
+            Status::Finished | Status::Failed | Status::Canceled | Status::Stopped
+        )
     }
 
     /// rq's name for the status: `"queued"`, `"scheduled"`, ...
@@ -47,6 +55,8 @@ impl Status {
             Status::Finished => "finished",
             Status::Failed => "failed",
             Status::Canceled => "canceled",
+            Status::Deferred => "deferred",
+            Status::Stopped => "stopped",
         }
     }
 }
@@ -146,7 +156,7 @@ impl Job {
         Ok(self.record()?.error)
     }
 
-    /// Waits until the job is finished, failed or canceled, or until
+    /// Waits until the job is finished, failed, canceled or stopped, or until
     /// `timeout` passes, and returns its status then. Retries are waited
     /// for: a job that fails and is retried is not final.
     ///
@@ -174,8 +184,36 @@ impl Job {
         }
     }
 
-    /// Cancels a queued or scheduled job: it moves to the canceled registry
-    /// and will not run.
+    /// The job's `meta` (user data, a JSON object), decoded as `T` (for
+    /// example `serde_json::Map<String, serde_json::Value>`, or a struct of
+    /// your own).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if it does not decode as `T`; [`Error::NoSuchJob`].
+    pub fn meta<T: DeserializeOwned>(&self) -> Result<T> {
+        let record = self.record()?;
+        decode_json(&record.meta, format!("the meta of job {:?}", self.id))
+    }
+
+    /// Asks a running job to stop (rq's `send_stop_job_command`): its
+    /// run's [`Context::should_stop`](crate::Context::should_stop) turns
+    /// true. Unless the run then succeeds anyway, the job ends
+    /// [`Stopped`](Status::Stopped), is never retried, and its `on_stopped`
+    /// callback runs. Its dependents are canceled (unless they allow
+    /// failure). A run that never checks cannot be stopped early.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] unless the job is started (cancel a waiting
+    /// job with [`Job::cancel`]); [`Error::NoSuchJob`]; storage errors.
+    pub fn stop(&self) -> Result<()> {
+        self.store.stop(&self.id)
+    }
+
+    /// Cancels a queued, scheduled or deferred job: it moves to the
+    /// canceled registry and will not run. Jobs that depend on it are
+    /// canceled too, unless they allow failure.
     ///
     /// # Errors
     ///
@@ -240,8 +278,22 @@ pub struct JobInfo {
     pub error: Option<String>,
     /// The result, as JSON text, once finished.
     pub result_json: Option<String>,
-    /// The last ten attempts, oldest first.
+    /// The last ten attempts, oldest first: the result history.
     pub attempts_log: Vec<Attempt>,
+    /// Its `meta`, as JSON text (an object).
+    pub meta_json: String,
+    /// How long one run may take; `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// When it is discarded if it has not started by then (its `ttl`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The parents it still waits for, if it is deferred.
+    pub waiting_on: Vec<String>,
+    /// The jobs that depend on it.
+    pub dependents: Vec<String>,
+    /// Repeats done so far, if it repeats.
+    pub repeats_done: u32,
+    /// Whether `stop` was called on its current run.
+    pub stop_requested: bool,
 }
 
 /// One finished attempt of a job.
@@ -258,6 +310,10 @@ pub struct Attempt {
     pub error: Option<String>,
     /// When the job was set to run again after it, if it was retried.
     pub retry_at: Option<DateTime<Utc>>,
+    /// The worker thread that ran it.
+    pub thread: Option<String>,
+    /// The value it returned, as JSON text, if it succeeded.
+    pub result_json: Option<String>,
 }
 
 impl From<&AttemptLog> for Attempt {
@@ -268,6 +324,11 @@ impl From<&AttemptLog> for Attempt {
             ended_at: from_ms(log.ended_at),
             error: log.error.clone(),
             retry_at: log.retry_at.map(from_ms),
+            thread: log.thread.clone(),
+            result_json: log
+                .result
+                .as_ref()
+                .map(|r| String::from_utf8_lossy(r).into_owned()),
         }
     }
 }
@@ -278,13 +339,21 @@ impl JobInfo {
         let key = record.index_key();
         JobInfo {
             status,
-            due_at: matches!(status, Status::Queued | Status::Scheduled).then(|| from_ms(key.time)),
+            due_at: matches!(status, Status::Queued | Status::Scheduled)
+                .then(|| from_ms(if key.time == 0 { record.due } else { key.time })),
             args_json: String::from_utf8_lossy(&record.args).into_owned(),
             result_json: record
                 .result
                 .as_ref()
                 .map(|r| String::from_utf8_lossy(r).into_owned()),
             attempts_log: record.history.iter().map(Attempt::from).collect(),
+            meta_json: String::from_utf8_lossy(&record.meta).into_owned(),
+            timeout: record.timeout_ms.map(Duration::from_millis),
+            expires_at: record.expires_at.map(from_ms),
+            waiting_on: record.waiting_on.iter().map(|d| d.id.clone()).collect(),
+            dependents: record.dependents.clone(),
+            repeats_done: record.repeats_done,
+            stop_requested: record.stop_requested,
             enqueued_at: from_ms(record.enqueued_at),
             started_at: record.started_at.map(from_ms),
             ended_at: record.ended_at.map(from_ms),

@@ -73,6 +73,7 @@ mod export;
 mod handlers;
 mod job;
 mod queue;
+mod repeat;
 mod retry;
 mod store;
 mod worker;
@@ -80,14 +81,20 @@ mod worker;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
 pub use crate::export::TransferReport;
-pub use crate::handlers::{Context, Handlers, JobError};
+pub use crate::handlers::{Callback, CallbackKind, Context, Handlers, JobError};
 pub use crate::job::{Attempt, Job, JobInfo, Status};
-pub use crate::queue::{JobBuilder, Queue, Registry, DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL};
+pub use crate::queue::{
+    Dependency, JobBuilder, Queue, Registry, DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL,
+    DEFAULT_TIMEOUT,
+};
+pub use crate::repeat::Repeat;
 pub use crate::retry::{Interval, Retry};
 pub use crate::store::{
     Durability, Store, StoreBuilder, BUFFERED_FLUSH_MS, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_PAYLOAD,
 };
-pub use crate::worker::{Worker, WorkerBuilder, WorkerStats, DEFAULT_LEASE};
+pub use crate::worker::{
+    DequeueStrategy, Worker, WorkerBuilder, WorkerStats, DEFAULT_CALLBACK_TIMEOUT, DEFAULT_LEASE,
+};
 
 /// Entry points for the fuzz targets under `fuzz/`. Not part of the API:
 /// no stability promise, hidden from the docs.

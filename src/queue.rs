@@ -7,14 +7,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::clock::{dur_ms, to_ms};
-use crate::engine::{encode_json, Class, NewJob};
+use crate::engine::{encode_json, Callbacks, Class, Limit, NewJob};
 use crate::error::{Error, Result};
-use crate::{Job, Retry, Store};
+use crate::{Job, Repeat, Retry, Store};
 
 /// rq's default `result_ttl`: finished jobs are kept 500 seconds.
 pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(500);
 /// rq's default `failure_ttl`: failed jobs are kept a year.
 pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// rq's default `job_timeout`: a run may take 180 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
 const MAX_ID_LEN: usize = 128;
 const MAX_QUEUE_NAME_LEN: usize = 200;
@@ -119,6 +121,15 @@ impl Queue {
             result_ttl: DEFAULT_RESULT_TTL,
             failure_ttl: DEFAULT_FAILURE_TTL,
             when: When::Now,
+            timeout: DEFAULT_TIMEOUT,
+            ttl: None,
+            at_front: false,
+            meta: Ok(serde_json::Map::new()),
+            unique: false,
+            depends_on: Vec::new(),
+            callbacks: Callbacks::default(),
+            repeat: None,
+            limit: None,
         }
     }
 
@@ -220,9 +231,21 @@ impl Queue {
         self.registry(RegistryKind::Failed)
     }
 
-    /// Canceled jobs.
+    /// Canceled jobs: canceled by a caller, because a job they depend on
+    /// did not finish, or because their `ttl` ran out.
     pub fn canceled(&self) -> Registry {
         self.registry(RegistryKind::Canceled)
+    }
+
+    /// Jobs waiting for the jobs they depend on.
+    pub fn deferred(&self) -> Registry {
+        self.registry(RegistryKind::Deferred)
+    }
+
+    /// Jobs stopped while running ([`Job::stop`]), kept for their
+    /// `failure_ttl`.
+    pub fn stopped(&self) -> Registry {
+        self.registry(RegistryKind::Stopped)
     }
 
     fn registry(&self, kind: RegistryKind) -> Registry {
@@ -253,6 +276,69 @@ pub struct JobBuilder {
     result_ttl: Duration,
     failure_ttl: Duration,
     when: When,
+    timeout: Duration,
+    ttl: Option<Duration>,
+    at_front: bool,
+    meta: Result<serde_json::Map<String, serde_json::Value>>,
+    unique: bool,
+    depends_on: Vec<Dependency>,
+    callbacks: Callbacks,
+    repeat: Option<Repeat>,
+    limit: Option<(String, u32)>,
+}
+
+/// A job another job waits for: rq's `Dependency(jobs, allow_failure)`.
+/// Made from a [`Job`], a job id, or with [`Dependency::on`].
+///
+/// By default the dependent runs only if the parent finishes; if the parent
+/// fails for good, is stopped, canceled or deleted, the dependent is
+/// canceled with a reason naming the parent (rq leaves it deferred
+/// forever). [`Dependency::allow_failure`] runs it either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    id: String,
+    allow_failure: bool,
+}
+
+impl Dependency {
+    /// A dependency on the job with id `id` (a [`Job`] converts too).
+    pub fn on(id: impl Into<String>) -> Dependency {
+        Dependency {
+            id: id.into(),
+            allow_failure: false,
+        }
+    }
+
+    /// Runs the dependent even if this parent fails, is stopped, canceled or
+    /// deleted.
+    pub fn allow_failure(mut self) -> Dependency {
+        self.allow_failure = true;
+        self
+    }
+}
+
+impl From<&Job> for Dependency {
+    fn from(job: &Job) -> Dependency {
+        Dependency::on(job.id())
+    }
+}
+
+impl From<Job> for Dependency {
+    fn from(job: Job) -> Dependency {
+        Dependency::on(job.id())
+    }
+}
+
+impl From<&str> for Dependency {
+    fn from(id: &str) -> Dependency {
+        Dependency::on(id)
+    }
+}
+
+impl From<String> for Dependency {
+    fn from(id: String) -> Dependency {
+        Dependency::on(id)
+    }
 }
 
 impl std::fmt::Debug for JobBuilder {
@@ -298,6 +384,119 @@ impl JobBuilder {
     /// (rq's). `Duration::MAX` keeps it forever.
     pub fn failure_ttl(mut self, ttl: Duration) -> JobBuilder {
         self.failure_ttl = ttl;
+        self
+    }
+
+    /// How long one run may take (rq's `job_timeout`). By default 180 s
+    /// (rq's); `Duration::MAX` for no limit.
+    ///
+    /// Threads cannot be killed, so the limit is cooperative: at the
+    /// deadline the run's [`Context::should_stop`](crate::Context::should_stop)
+    /// turns true, the attempt is recorded as failed with a timeout error
+    /// (so the retry policy applies, as in rq), a late outcome of the run is
+    /// discarded, and the pool starts a replacement thread so its capacity
+    /// is kept. A handler that never checks goes on running to its end in
+    /// the background: it can be abandoned, not killed.
+    pub fn timeout(mut self, timeout: Duration) -> JobBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long the job may wait (queued, scheduled or deferred) before it
+    /// is discarded (rq's `ttl`): a job still waiting when its ttl runs out
+    /// is moved to the canceled registry with an "expired" error, instead of
+    /// vanishing as in rq. By default no limit.
+    pub fn ttl(mut self, ttl: Duration) -> JobBuilder {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Queues the job at the head of its queue, before every job already
+    /// queued (rq's `at_front`); the latest `at_front` job runs first.
+    /// Ignored for a job scheduled for later.
+    pub fn at_front(mut self) -> JobBuilder {
+        self.at_front = true;
+        self
+    }
+
+    /// Sets `key` of the job's `meta` (rq's `meta`: user data, a JSON
+    /// object). A running job updates it with
+    /// [`Context::set_meta`](crate::Context::set_meta); read it with
+    /// [`Job::meta`].
+    pub fn meta<V: Serialize + ?Sized>(mut self, key: &str, value: &V) -> JobBuilder {
+        if let Ok(meta) = &mut self.meta {
+            match serde_json::to_value(value) {
+                Ok(v) => {
+                    meta.insert(key.to_owned(), v);
+                }
+                Err(e) => {
+                    self.meta = Err(Error::Encode {
+                        what: "meta",
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+        self
+    }
+
+    /// rq's `unique=True`: requires [`JobBuilder::id`]. dueq never replaces
+    /// a job, so an enqueue (also `enqueue_in`, `enqueue_at` and within
+    /// [`Queue::enqueue_many`]) with an id that exists always fails with
+    /// [`Error::DuplicateJobId`], atomically; `unique` adds the check that
+    /// an id was given.
+    pub fn unique(mut self) -> JobBuilder {
+        self.unique = true;
+        self
+    }
+
+    /// Runs the job only after `parent` finishes (rq's `depends_on`); call
+    /// again for several parents. Until then the job is
+    /// [`Deferred`](crate::Status::Deferred). See [`Dependency`] for what
+    /// happens when a parent fails.
+    pub fn depends_on(mut self, parent: impl Into<Dependency>) -> JobBuilder {
+        self.depends_on.push(parent.into());
+        self
+    }
+
+    /// The callback (registered with
+    /// [`Handlers::callback`](crate::Handlers::callback)) to run after a
+    /// successful run (rq's `on_success`).
+    pub fn on_success(mut self, callback: &str) -> JobBuilder {
+        self.callbacks.on_success = Some(callback.to_owned());
+        self
+    }
+
+    /// The callback to run after every failed attempt (rq's `on_failure`).
+    pub fn on_failure(mut self, callback: &str) -> JobBuilder {
+        self.callbacks.on_failure = Some(callback.to_owned());
+        self
+    }
+
+    /// The callback to run when the job is stopped (rq's `on_stopped`).
+    pub fn on_stopped(mut self, callback: &str) -> JobBuilder {
+        self.callbacks.on_stopped = Some(callback.to_owned());
+        self
+    }
+
+    /// Runs the job again after each success (rq's `repeat`).
+    pub fn repeat(mut self, repeat: Repeat) -> JobBuilder {
+        self.repeat = Some(repeat);
+        self
+    }
+
+    /// At most `max` runs of jobs with this `key` at once in a worker pool;
+    /// the others wait in their order. A job's own `max` applies to it.
+    pub fn limit_key(mut self, key: &str, max: u32) -> JobBuilder {
+        self.limit = Some((key.to_owned(), max));
+        self
+    }
+
+    /// Puts the job in limit group `key` without a limit of its own: the
+    /// worker's [`concurrency_limit`](crate::WorkerBuilder::concurrency_limit)
+    /// and [`rate_limit`](crate::WorkerBuilder::rate_limit) for `key` apply.
+    pub fn limit_group(mut self, key: &str) -> JobBuilder {
+        self.limit = Some((key.to_owned(), u32::MAX));
         self
     }
 
@@ -348,6 +547,12 @@ impl JobBuilder {
 
     fn into_new_job(self, now: u64) -> Result<NewJob> {
         validate_queue_name(self.queue.name())?;
+        if self.unique && self.id.is_none() {
+            return Err(Error::InvalidArgument {
+                what: "unique",
+                reason: "a unique job needs an id: call .id(..) as well (rq's job_id)".into(),
+            });
+        }
         let id = match self.id {
             Some(id) => {
                 validate_id(&id)?;
@@ -360,6 +565,34 @@ impl JobBuilder {
             When::In(d) => now.saturating_add(dur_ms(d)),
             When::At(t) => to_ms(t).max(now),
         };
+        let limit =
+            match self.limit {
+                Some((key, 0)) => return Err(Error::InvalidArgument {
+                    what: "limit_key",
+                    reason: format!(
+                        "the limit of key {key:?} is 0, so no job could ever run; use 1 or more"
+                    ),
+                }),
+                Some((key, _)) if key.is_empty() => {
+                    return Err(Error::InvalidArgument {
+                        what: "limit_key",
+                        reason: "the key is empty".into(),
+                    })
+                }
+                Some((key, max)) => Some(Limit { key, max }),
+                None => None,
+            };
+        let meta = serde_json::to_vec(&self.meta?).map_err(|e| Error::Encode {
+            what: "meta",
+            detail: e.to_string(),
+        })?;
+        if meta.len() > self.queue.store.max_payload() {
+            return Err(Error::PayloadTooLarge {
+                what: "meta",
+                size: meta.len(),
+                limit: self.queue.store.max_payload(),
+            });
+        }
         Ok(NewJob {
             id,
             queue: self.queue.name().to_owned(),
@@ -370,6 +603,21 @@ impl JobBuilder {
             result_ttl_ms: ttl_ms(self.result_ttl),
             failure_ttl_ms: ttl_ms(self.failure_ttl),
             due,
+            meta,
+            timeout_ms: (self.timeout != Duration::MAX).then(|| dur_ms(self.timeout).max(1)),
+            ttl_ms: self.ttl.map(ttl_ms),
+            at_front: self.at_front,
+            depends_on: self
+                .depends_on
+                .into_iter()
+                .map(|d| crate::engine::Dependency {
+                    id: d.id,
+                    allow_failure: d.allow_failure,
+                })
+                .collect(),
+            callbacks: self.callbacks,
+            repeat: self.repeat,
+            limit,
         })
     }
 }
@@ -431,11 +679,13 @@ enum RegistryKind {
     Finished,
     Failed,
     Canceled,
+    Deferred,
+    Stopped,
 }
 
 /// One of a queue's job registries (rq's `ScheduledJobRegistry`,
 /// `StartedJobRegistry`, `FinishedJobRegistry`, `FailedJobRegistry`,
-/// `CanceledJobRegistry`).
+/// `CanceledJobRegistry`, `DeferredJobRegistry`), plus stopped jobs.
 #[derive(Debug, Clone)]
 pub struct Registry {
     queue: Queue,
@@ -453,6 +703,8 @@ impl Registry {
             RegistryKind::Finished => (Class::Finished, 0, u64::MAX),
             RegistryKind::Failed => (Class::Failed, 0, u64::MAX),
             RegistryKind::Canceled => (Class::Canceled, 0, u64::MAX),
+            RegistryKind::Deferred => (Class::Deferred, 0, u64::MAX),
+            RegistryKind::Stopped => (Class::Stopped, 0, u64::MAX),
         }
     }
 
@@ -549,6 +801,31 @@ impl Registry {
         }
         store.commit()?;
         result.map(|()| requeued)
+    }
+
+    /// Removes a job of this registry from the store (rq's
+    /// `registry.remove(job, delete_job=True)`: a dueq job is in exactly one
+    /// registry, so removing it deletes it). Jobs that depend on a job that
+    /// had not finished are canceled, unless they allow failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchJob`] if no job of this queue with this id is in this
+    /// registry; storage errors.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let store = &self.queue.store;
+        let Some(queue) = store.engine().queue_id(self.queue.name()) else {
+            return Err(Error::NoSuchJob { id: id.to_owned() });
+        };
+        let (class, lo, hi) = self.range();
+        let here = store.engine().get(id)?.is_some_and(|r| {
+            let key = r.index_key();
+            key.queue == queue && key.class == class && key.time >= lo && key.time <= hi
+        });
+        if !here {
+            return Err(Error::NoSuchJob { id: id.to_owned() });
+        }
+        store.delete(id)
     }
 
     fn check_requeue(&self) -> Result<()> {

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::clock::{to_ms, Clock, SystemClock};
+use crate::clock::{dur_ms, to_ms, Clock, SystemClock};
 use crate::engine::{Committer, Engine, JobRecord};
 use crate::error::Result;
 use crate::{Job, Queue, Status};
@@ -297,6 +297,11 @@ impl Store {
         self.inner.clock.now()
     }
 
+    /// The clock's monotonic reading in ms (run deadlines).
+    pub(crate) fn mono_ms(&self) -> u64 {
+        dur_ms(self.inner.clock.monotonic())
+    }
+
     pub(crate) fn now_ms(&self) -> u64 {
         to_ms(self.inner.clock.now())
     }
@@ -336,7 +341,12 @@ impl Store {
     }
 
     pub(crate) fn delete(&self, id: &str) -> Result<()> {
-        self.inner.engine.delete(id)?;
+        self.inner.engine.delete(id, self.now_ms())?;
+        self.commit()
+    }
+
+    pub(crate) fn stop(&self, id: &str) -> Result<()> {
+        self.inner.engine.stop(id, self.now_ms())?;
         self.commit()
     }
 }

@@ -5,6 +5,7 @@
 //! sleeps until the next due time, a lapsed lease or an expiry, or until an
 //! enqueue or a finished run wakes it: there is no polling loop.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,14 +16,17 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::clock::dur_ms;
-use crate::engine::{Claimed, Done, Outcome};
+use crate::engine::{ClaimPolicy, Claimed, Done, Outcome};
 use crate::error::{Error, Result};
+use crate::handlers::{Callback, CallbackKind, RunState};
 use crate::{Context, Handlers, Store};
 
 /// By default, a run's lease lasts 180 s (rq's default job timeout).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(180);
 /// How often (at most) expired finished and failed jobs are cleaned.
 const EXPIRY_EVERY_MS: u64 = 1_000;
+/// rq's `CALLBACK_TIMEOUT`: a callback may take 60 s.
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the dispatcher waits after a storage error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -34,6 +38,20 @@ pub struct WorkerBuilder {
     queues: Vec<String>,
     threads: usize,
     lease: Duration,
+    callback_timeout: Duration,
+    policy: ClaimPolicy,
+    limit_error: Option<Error>,
+}
+
+/// How a worker picks among its queues (rq's `--dequeue-strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DequeueStrategy {
+    /// The first queue with a due job wins (rq's default).
+    #[default]
+    Priority,
+    /// One job from each queue in turn.
+    RoundRobin,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -79,6 +97,58 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long a callback may run (rq's `CALLBACK_TIMEOUT`, 60 s by
+    /// default). Past it, the attempt is recorded as failed with a timeout
+    /// error.
+    pub fn callback_timeout(mut self, timeout: Duration) -> WorkerBuilder {
+        self.callback_timeout = timeout;
+        self
+    }
+
+    /// How to pick among the queues: strict priority (the default) or round
+    /// robin.
+    pub fn dequeue_strategy(mut self, strategy: DequeueStrategy) -> WorkerBuilder {
+        self.policy.round_robin = strategy == DequeueStrategy::RoundRobin;
+        self
+    }
+
+    /// At most `max` jobs of limit key `key` (see
+    /// [`JobBuilder::limit_key`](crate::JobBuilder::limit_key) and
+    /// [`limit_group`](crate::JobBuilder::limit_group)) run at once in this
+    /// store's workers; the others wait, in their order, without polling. A
+    /// job's own limit applies too; the lower wins.
+    pub fn concurrency_limit(mut self, key: &str, max: u32) -> WorkerBuilder {
+        if max == 0 {
+            self.limit_error = Some(Error::InvalidArgument {
+                what: "concurrency_limit",
+                reason: format!(
+                    "the limit of key {key:?} is 0, so no job could run; use 1 or more"
+                ),
+            });
+        }
+        self.policy.concurrency.insert(key.to_owned(), max);
+        self
+    }
+
+    /// At most `starts` jobs of limit key `key` start per `per` (a sliding
+    /// window). A job over the limit is not failed: it is scheduled for the
+    /// next free slot.
+    pub fn rate_limit(mut self, key: &str, starts: u32, per: Duration) -> WorkerBuilder {
+        if starts == 0 || per.is_zero() {
+            self.limit_error = Some(Error::InvalidArgument {
+                what: "rate_limit",
+                reason: format!(
+                    "the rate limit of key {key:?} allows no start ({starts} per {per:?}); \
+                     use at least 1 per a non-zero period"
+                ),
+            });
+        }
+        self.policy
+            .rates
+            .insert(key.to_owned(), (starts, dur_ms(per).max(1)));
+        self
+    }
+
     /// Starts the pool in the background.
     ///
     /// # Errors
@@ -103,6 +173,9 @@ impl WorkerBuilder {
     }
 
     fn spawn(self, burst: bool) -> Result<Worker> {
+        if let Some(e) = self.limit_error {
+            return Err(e);
+        }
         if self.threads == 0 {
             return Err(Error::InvalidArgument {
                 what: "threads",
@@ -129,53 +202,83 @@ impl WorkerBuilder {
             queues: self.queues,
             threads: self.threads,
             lease: self.lease,
+            callback_timeout: self.callback_timeout,
+            policy: self.policy,
             burst,
             quit: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             exited: Mutex::new(0),
             exited_cond: Condvar::new(),
             stats: Counters::default(),
+            handles: Mutex::new(HashMap::new()),
+            next_runner: AtomicUsize::new(0),
+            running: Mutex::new(HashMap::new()),
         });
-        let mut handles = Vec::with_capacity(self.threads + 1);
-        for i in 0..self.threads {
-            let rx: Receiver<Claimed> = rx.clone();
-            let done_tx = done_tx.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("dueq-worker-{i}"))
-                .spawn({
-                    let shared = shared.clone();
-                    move || {
-                        let _exit = ExitGuard(&shared);
-                        run_jobs(&shared, &rx, &done_tx);
-                    }
-                })
-                .map_err(|e| {
-                    shared.quit.store(true, Ordering::SeqCst);
-                    Error::Spawn(e)
-                })?;
-            handles.push(handle);
+        for _ in 0..self.threads {
+            spawn_runner(&shared, &rx, &done_tx)?;
         }
-        drop(rx);
-        drop(done_tx);
         let handle = std::thread::Builder::new()
             .name("dueq-dispatch".into())
             .spawn({
                 let shared = shared.clone();
                 move || {
-                    let _exit = ExitGuard(&shared);
-                    dispatch(&shared, tx, &done_rx);
+                    let _exit = ExitGuard::new(&shared);
+                    dispatch(&shared, tx, &rx, &done_tx, &done_rx);
                 }
             })
             .map_err(|e| {
                 shared.quit.store(true, Ordering::SeqCst);
                 Error::Spawn(e)
             })?;
-        handles.push(handle);
-        Ok(Worker {
-            shared,
-            handles: Mutex::new(handles),
-        })
+        shared.handles.lock().insert(usize::MAX, handle);
+        Ok(Worker { shared })
     }
+}
+
+/// Starts one runner thread. Runners are numbered; a runner retired after a
+/// timeout is replaced by a new number.
+fn spawn_runner(shared: &Arc<Shared>, rx: &Receiver<Run>, done_tx: &Sender<Done>) -> Result<()> {
+    let i = shared.next_runner.fetch_add(1, Ordering::SeqCst);
+    let rx = rx.clone();
+    let done_tx = done_tx.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("dueq-worker-{i}"))
+        .spawn({
+            let shared = shared.clone();
+            move || {
+                let mut exit = ExitGuard::new(&shared);
+                if run_jobs(&shared, &rx, &done_tx) == RunnerEnd::Retired {
+                    // Its run timed out and a replacement took its place:
+                    // the pool no longer waits for this thread.
+                    exit.counted = false;
+                    shared.handles.lock().remove(&i);
+                }
+            }
+        })
+        .map_err(|e| {
+            shared.quit.store(true, Ordering::SeqCst);
+            Error::Spawn(e)
+        })?;
+    shared.handles.lock().insert(i, handle);
+    Ok(())
+}
+
+/// A run the dispatcher handed out: job id, claim time (store-clock ms),
+/// shared state.
+type RunEntry = (String, u64, Arc<RunState>);
+
+/// A claimed run on its way to a runner.
+struct Run {
+    claimed: Claimed,
+    state: Arc<RunState>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RunnerEnd {
+    /// The pool stopped.
+    Done,
+    /// This thread's run timed out; it leaves the pool.
+    Retired,
 }
 
 /// A running pool of worker threads: rq's `Worker`, with threads instead of
@@ -202,7 +305,6 @@ impl WorkerBuilder {
 /// ```
 pub struct Worker {
     shared: Arc<Shared>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -237,6 +339,13 @@ pub struct WorkerStats {
     pub busy: Duration,
     /// Jobs running right now.
     pub running: usize,
+    /// Runs recorded as failed because they passed their `job_timeout` (or
+    /// a callback its time limit); included in `failed`.
+    pub timed_out: u64,
+    /// Jobs discarded because their `ttl` ran out before they started.
+    pub expired: u64,
+    /// The jobs running right now: (job id, when the run started).
+    pub running_jobs: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl Worker {
@@ -248,6 +357,9 @@ impl Worker {
             queues: vec!["default".to_owned()],
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: DEFAULT_LEASE,
+            callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            policy: ClaimPolicy::default(),
+            limit_error: None,
         }
     }
 
@@ -306,7 +418,9 @@ impl Worker {
     }
 
     fn join_all(&self) {
-        for handle in self.handles.lock().drain(..) {
+        let handles: Vec<JoinHandle<()>> =
+            self.shared.handles.lock().drain().map(|(_, h)| h).collect();
+        for handle in handles {
             // A thread that panicked has already been accounted for by its
             // exit guard; there is nothing more to do with the panic.
             let _ = handle.join();
@@ -326,6 +440,8 @@ struct Shared {
     queues: Vec<String>,
     threads: usize,
     lease: Duration,
+    callback_timeout: Duration,
+    policy: ClaimPolicy,
     burst: bool,
     quit: AtomicBool,
     /// Claimed runs not yet finished.
@@ -333,6 +449,12 @@ struct Shared {
     exited: Mutex<usize>,
     exited_cond: Condvar,
     stats: Counters,
+    /// Runner threads by number, and the dispatcher (`usize::MAX`).
+    handles: Mutex<HashMap<usize, JoinHandle<()>>>,
+    next_runner: AtomicUsize,
+    /// Runs handed out and not yet recorded, by lease token: the job id,
+    /// when it was claimed (store-clock ms) and its shared state.
+    running: Mutex<HashMap<u64, RunEntry>>,
 }
 
 #[derive(Default)]
@@ -344,6 +466,8 @@ struct Counters {
     corrupt: AtomicU64,
     errors: AtomicU64,
     busy_us: AtomicU64,
+    timed_out: AtomicU64,
+    expired: AtomicU64,
 }
 
 impl Counters {
@@ -358,50 +482,101 @@ impl Counters {
             errors: get(&self.errors),
             busy: Duration::from_micros(get(&self.busy_us)),
             running: shared.in_flight.load(Ordering::Relaxed),
+            timed_out: get(&self.timed_out),
+            expired: get(&self.expired),
+            running_jobs: {
+                let mut jobs: Vec<(String, chrono::DateTime<chrono::Utc>)> = shared
+                    .running
+                    .lock()
+                    .values()
+                    .map(|(id, at, _)| (id.clone(), crate::clock::from_ms(*at)))
+                    .collect();
+                jobs.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+                jobs
+            },
         }
     }
 }
 
 /// Counts a thread's exit, also when it panics, and stops the pool if the
 /// pool's own code panicked.
-struct ExitGuard<'a>(&'a Shared);
+struct ExitGuard<'a> {
+    shared: &'a Shared,
+    /// Whether the pool waits for this thread (not for a retired runner).
+    counted: bool,
+}
+
+impl ExitGuard<'_> {
+    fn new(shared: &Shared) -> ExitGuard<'_> {
+        ExitGuard {
+            shared,
+            counted: true,
+        }
+    }
+}
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.quit.store(true, Ordering::SeqCst);
-            self.0.store.engine().signal.notify();
+            self.shared.quit.store(true, Ordering::SeqCst);
+            self.shared.store.engine().signal.notify();
         }
-        *self.0.exited.lock() += 1;
-        self.0.exited_cond.notify_all();
+        if self.counted {
+            *self.shared.exited.lock() += 1;
+        }
+        self.shared.exited_cond.notify_all();
     }
 }
 
-fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
+fn dispatch(
+    shared: &Arc<Shared>,
+    tx: Sender<Run>,
+    rx: &Receiver<Run>,
+    done_tx: &Sender<Done>,
+    done_rx: &Receiver<Done>,
+) {
     let store = &shared.store;
     let engine = store.engine();
     let lease_ms = dur_ms(shared.lease);
     let real_time = store.clock().is_real_time();
     let mut next_expiry_run = 0u64;
-    // Outcomes received from runners and not yet written.
+    let mut rr_offset = 0usize;
+    // Outcomes received from runners (or written for timed-out runs) and
+    // not yet written.
     let mut pending: Vec<Done> = Vec::new();
     loop {
         let seen = engine.signal.generation();
         for done in done_rx.try_iter() {
-            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            pending.push(done);
+            // A run that timed out was already recorded and its slot freed:
+            // its late outcome is dropped.
+            if shared.running.lock().remove(&done.token).is_some() {
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                pending.push(done);
+            } else {
+                shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let now = store.now_ms();
+        let timed_out = time_out_runs(shared, store.mono_ms(), now, &mut pending);
+        for _ in 0..timed_out {
+            if spawn_runner(shared, rx, done_tx).is_err() {
+                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let quitting = shared.quit.load(Ordering::SeqCst);
         let in_flight = shared.in_flight.load(Ordering::SeqCst);
         if quitting && in_flight == 0 && pending.is_empty() {
             return; // dropping `tx` lets the runners exit
         }
-        let now = store.now_ms();
-        let queues: Vec<u32> = shared
+        let mut queues: Vec<u32> = shared
             .queues
             .iter()
             .filter_map(|q| engine.queue_id(q))
             .collect();
+        if shared.policy.round_robin && !queues.is_empty() {
+            let n = queues.len();
+            queues.rotate_left(rr_offset % n);
+        }
         let free = if quitting {
             0
         } else {
@@ -409,7 +584,7 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
         };
         let mut progressed = false;
         if !pending.is_empty() || (free > 0 && !queues.is_empty()) {
-            match engine.round(&pending, &queues, free, lease_ms, now) {
+            match engine.round(&pending, &queues, free, lease_ms, now, &shared.policy) {
                 Ok(report) => {
                     for (done, written) in pending.iter().zip(&report.written) {
                         let counter = match (written, &done.outcome) {
@@ -420,22 +595,28 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
                     pending.clear();
-                    shared
-                        .stats
-                        .abandoned
-                        .fetch_add(report.abandoned as u64, Ordering::Relaxed);
-                    shared
-                        .stats
-                        .corrupt
-                        .fetch_add(report.corrupt as u64, Ordering::Relaxed);
+                    let add = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
+                    add(&shared.stats.abandoned, report.abandoned);
+                    add(&shared.stats.corrupt, report.corrupt);
+                    add(&shared.stats.expired, report.expired);
                     // Written outcomes count as progress: a retry due at
                     // once is a claim candidate only in the next round.
-                    progressed =
-                        !report.written.is_empty() || report.abandoned > 0 || report.corrupt > 0;
+                    progressed = !report.written.is_empty()
+                        || report.abandoned > 0
+                        || report.corrupt > 0
+                        || report.expired > 0;
+                    if !report.claimed.is_empty() {
+                        rr_offset = rr_offset.wrapping_add(1);
+                    }
                     for claimed in report.claimed {
                         progressed = true;
                         shared.in_flight.fetch_add(1, Ordering::SeqCst);
-                        if tx.send(claimed).is_err() {
+                        let state = Arc::new(RunState::new());
+                        shared
+                            .running
+                            .lock()
+                            .insert(claimed.token, (claimed.id.clone(), now, state.clone()));
+                        if tx.send(Run { claimed, state }).is_err() {
                             // Every runner is gone (only after a bug in the
                             // pool itself): the job stays started and is
                             // recovered at the next open.
@@ -462,7 +643,7 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
             }
             next_expiry_run = now.saturating_add(EXPIRY_EVERY_MS);
         }
-        if progressed {
+        if progressed || !pending.is_empty() {
             continue;
         }
         let idle = shared.in_flight.load(Ordering::SeqCst) == 0;
@@ -471,51 +652,101 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
             return;
         }
         // Sleep until the earliest of: a job becoming due or a lease lapsing
-        // (only worth waking for with a free runner), the next expiry; or
-        // until something happens (an enqueue, a finished run, a clock jump).
+        // (only worth waking for with a free runner), the next expiry, a
+        // run's deadline; or until something happens (an enqueue, a
+        // finished run, a clock jump).
+        let mono = store.mono_ms();
+        let deadline_wait = shared
+            .running
+            .lock()
+            .values()
+            .map(|(_, _, state)| state.deadline.load(Ordering::SeqCst))
+            .filter(|&d| d != u64::MAX)
+            .min()
+            .map(|d| d.saturating_sub(mono));
         let mut wake: Option<u64> = None;
+        let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
         if !quitting {
-            wake = engine
-                .next_expiry()
-                .ok()
-                .flatten()
-                .map(|t| t.max(next_expiry_run));
+            if let Ok(Some(t)) = engine.next_expiry() {
+                wake = earliest(wake, t.max(next_expiry_run));
+            }
             if free > 0 {
                 if let Ok(Some(t)) = engine.next_wake(&queues) {
-                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                    wake = earliest(wake, t);
                 }
             }
         }
-        let timeout = match wake {
-            Some(t) if real_time => Some(Duration::from_millis(t.saturating_sub(now))),
+        let timeout = match (wake.map(|t| t.saturating_sub(now)), deadline_wait) {
             // A test clock moves by jumps, and every jump wakes us.
-            _ => None,
+            _ if !real_time => None,
+            (Some(a), Some(b)) => Some(Duration::from_millis(a.min(b))),
+            (Some(a), None) | (None, Some(a)) => Some(Duration::from_millis(a)),
+            (None, None) => None,
         };
         engine.signal.wait(seen, timeout);
     }
 }
 
-fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Done>) {
-    for claimed in rx.iter() {
+/// Records every run past its deadline as a failed attempt (queued in
+/// `pending`), tells the run to stop, and frees its slot. Returns how many
+/// runs timed out: the caller starts a replacement thread for each, since
+/// the overrunning thread cannot be killed and retires when its handler
+/// returns.
+fn time_out_runs(shared: &Shared, mono: u64, now: u64, pending: &mut Vec<Done>) -> usize {
+    let mut running = shared.running.lock();
+    let late: Vec<u64> = running
+        .iter()
+        .filter(|(_, (_, _, state))| mono >= state.deadline.load(Ordering::SeqCst))
+        .map(|(&token, _)| token)
+        .collect();
+    for token in &late {
+        let Some((id, _, state)) = running.remove(token) else {
+            continue;
+        };
+        state.timed_out.store(true, Ordering::SeqCst);
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        pending.push(Done {
+            id,
+            token: *token,
+            outcome: Outcome::Failure(
+                "timeout: the run passed its time limit (job_timeout, or the callback time \
+                 limit); it was asked to stop, and its thread was replaced"
+                    .into(),
+            ),
+            ended_at: now,
+            thread: None,
+        });
+    }
+    late.len()
+}
+
+fn run_jobs(shared: &Shared, rx: &Receiver<Run>, done_tx: &Sender<Done>) -> RunnerEnd {
+    for run in rx.iter() {
+        let claimed = &run.claimed;
         // Reports a failure if this thread unwinds before reporting, so the
         // dispatcher never waits for an outcome that cannot come.
         let mut report = Report {
             shared,
             done_tx,
-            run: Some(&claimed),
+            run: Some(claimed),
         };
-        if shared.store.engine().journal_start(&claimed).is_err() {
+        if shared.store.engine().journal_start(claimed).is_err() {
             // The run goes ahead: at worst a crash now leaves it uncounted.
             shared.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         let started = Instant::now();
-        let outcome = run_one(shared, &claimed);
+        let outcome = run_one(shared, &run);
         shared
             .stats
             .busy_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         report.send(outcome);
+        if run.state.timed_out.load(Ordering::SeqCst) {
+            return RunnerEnd::Retired;
+        }
     }
+    RunnerEnd::Done
 }
 
 /// A run's outcome on its way to the dispatcher.
@@ -533,6 +764,7 @@ impl Report<'_> {
                 token: claimed.token,
                 outcome,
                 ended_at: self.shared.store.now_ms(),
+                thread: std::thread::current().name().map(str::to_owned),
             };
             // The dispatcher outlives every run it handed out, so the
             // channel is open.
@@ -550,14 +782,25 @@ impl Drop for Report<'_> {
     }
 }
 
-fn run_one(shared: &Shared, claimed: &Claimed) -> Outcome {
-    let Some(handler) = shared.handlers.get(&claimed.handler) else {
-        return Outcome::Failure(format!(
-            "unknown handler {:?}: no handler of that name is registered with this worker; \
-             register it with Handlers::register",
-            claimed.handler
-        ));
-    };
+/// The message of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
+}
+
+/// Runs the handler, then the callback the outcome calls for.
+fn run_one(shared: &Shared, run: &Run) -> Outcome {
+    let claimed = &run.claimed;
+    let now = shared.store.mono_ms();
+    let deadline = |ms: u64| now.saturating_add(ms);
+    run.state.deadline.store(
+        claimed.timeout_ms.map_or(u64::MAX, deadline),
+        Ordering::SeqCst,
+    );
+    shared.store.engine().signal.notify(); // the dispatcher learns the deadline
     let ctx = Context {
         store: shared.store.clone(),
         id: claimed.id.clone(),
@@ -566,18 +809,80 @@ fn run_one(shared: &Shared, claimed: &Claimed) -> Outcome {
         attempt: claimed.attempt,
         token: claimed.token,
         lease: shared.lease,
+        run: run.state.clone(),
     };
-    let limit = shared.store.max_payload();
-    match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &claimed.args, limit))) {
-        Ok(Ok(value)) => Outcome::Success(value),
-        Ok(Err(message)) => Outcome::Failure(message),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-            Outcome::Failure(format!("the handler panicked: {message}"))
+    let outcome = match shared.handlers.get(&claimed.handler) {
+        None => Outcome::Failure(format!(
+            "unknown handler {:?}: no handler of that name is registered with this worker; \
+             register it with Handlers::register",
+            claimed.handler
+        )),
+        Some(handler) => {
+            let limit = shared.store.max_payload();
+            match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &claimed.args, limit))) {
+                Ok(Ok(value)) => Outcome::Success(value),
+                Ok(Err(message)) => Outcome::Failure(message),
+                Err(panic) => {
+                    Outcome::Failure(format!("the handler panicked: {}", panic_message(&*panic)))
+                }
+            }
         }
+    };
+    if claimed.callbacks.is_empty() || run.state.timed_out.load(Ordering::SeqCst) {
+        return outcome;
+    }
+    // The callback gets its own time limit.
+    run.state.deadline.store(
+        shared
+            .store
+            .mono_ms()
+            .saturating_add(dur_ms(shared.callback_timeout)),
+        Ordering::SeqCst,
+    );
+    let stopped = shared
+        .store
+        .engine()
+        .stop_requested(&claimed.id, claimed.token);
+    let (kind, name) = match &outcome {
+        Outcome::Success(_) => (CallbackKind::Success, &claimed.callbacks.on_success),
+        Outcome::Failure(_) if stopped => (CallbackKind::Stopped, &claimed.callbacks.on_stopped),
+        Outcome::Failure(_) => (CallbackKind::Failure, &claimed.callbacks.on_failure),
+    };
+    let Some(name) = name else {
+        return outcome;
+    };
+    let result = match shared.handlers.get_callback(name) {
+        None => Err(format!(
+            "unknown callback {name:?}: no callback of that name is registered with this \
+             worker; register it with Handlers::callback"
+        )),
+        Some(callback) => {
+            let cb = Callback {
+                kind,
+                ctx: &ctx,
+                result: match &outcome {
+                    Outcome::Success(v) => Some(v),
+                    Outcome::Failure(_) => None,
+                },
+                error: match &outcome {
+                    Outcome::Failure(e) => Some(e),
+                    Outcome::Success(_) => None,
+                },
+            };
+            match catch_unwind(AssertUnwindSafe(|| callback(&cb))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("callback {name:?} failed: {}", e.message())),
+                Err(panic) => Err(format!(
+                    "callback {name:?} panicked: {}",
+                    panic_message(&*panic)
+                )),
+            }
+        }
+    };
+    match (outcome, result) {
+        (outcome, Ok(())) => outcome,
+        // rq: a failing success callback fails the job.
+        (Outcome::Success(_), Err(e)) => Outcome::Failure(e),
+        (Outcome::Failure(message), Err(e)) => Outcome::Failure(format!("{message}; {e}")),
     }
 }

@@ -37,7 +37,15 @@ fn a_forward_jump_past_the_lease_does_not_run_a_live_job_twice() {
         .start()
         .unwrap();
     let q = store.queue("default");
-    let slow = q.job("slow", &()).retry(Retry::max(3)).enqueue().unwrap();
+    // No job_timeout: a ManualClock's jump is elapsed time too, and this
+    // test is about leases, not timeouts (tests/timeout.rs has those; a
+    // SystemClock measures timeouts on a monotonic clock).
+    let slow = q
+        .job("slow", &())
+        .retry(Retry::max(3))
+        .timeout(Duration::MAX)
+        .enqueue()
+        .unwrap();
     started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 
     // An hour passes in a blink (NTP step, suspend and resume).

@@ -734,7 +734,8 @@ fn cancel_only_applies_to_queued_and_scheduled_jobs() {
             "{err:?}"
         );
         assert!(
-            err.to_string().contains("only queued and scheduled"),
+            err.to_string()
+                .contains("only queued, scheduled and deferred"),
             "{err}"
         );
         assert_eq!(

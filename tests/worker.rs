@@ -529,7 +529,12 @@ fn a_clock_jump_past_the_lease_does_not_abandon_a_live_run() {
         Ok(ctx.attempt())
     });
     let q = f.store.queue("default");
-    let job = q.job("long", &()).retry(Retry::max(1)).enqueue().unwrap();
+    let job = q
+        .job("long", &())
+        .retry(Retry::max(1))
+        .timeout(Duration::MAX) // about leases, not timeouts
+        .enqueue()
+        .unwrap();
     let worker = Worker::builder(&f.store, h)
         .threads(2)
         .lease(secs(10))

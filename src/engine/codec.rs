@@ -12,11 +12,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::keys::IndexKey;
-use super::record::JobRecord;
+use super::record::{v1, JobRecord};
 use crate::error::{Error, Result};
 
-/// Version byte of records encoded as bincode 2 / standard config.
+/// Version byte of dueq 0.1's first record format (bincode 2, standard
+/// configuration): still read, upgraded on decode.
 pub(crate) const RECORD_V1: u8 = 1;
+/// Version byte of the records this dueq writes (bincode 2, standard
+/// configuration, `record::JobRecord`).
+pub(crate) const RECORD_V2: u8 = 2;
 
 /// Largest record the decoder will allocate for. A damaged length prefix
 /// must give an error, not a multi-gigabyte allocation.
@@ -28,7 +32,7 @@ fn config() -> impl bincode::config::Config {
 
 pub(crate) fn encode_record(record: &JobRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + record.args.len());
-    out.push(RECORD_V1);
+    out.push(RECORD_V2);
     // Encoding a plain struct of strings, integers and vectors into a Vec
     // cannot fail; a failure here is a bug in the record type.
     bincode::serde::encode_into_std_write(record, &mut out, config())
@@ -38,26 +42,42 @@ pub(crate) fn encode_record(record: &JobRecord) -> Vec<u8> {
 
 pub(crate) fn decode_record(id: &[u8], bytes: &[u8]) -> Result<JobRecord> {
     let what = || format!("job {:?}", String::from_utf8_lossy(id));
-    match bytes.split_first() {
-        None => Err(Error::corrupt(what(), "empty record")),
-        Some((&RECORD_V1, rest)) => {
-            let (record, used): (JobRecord, usize) =
-                bincode::serde::decode_from_slice(rest, config())
-                    .map_err(|e| Error::corrupt(what(), e))?;
-            if used != rest.len() {
-                return Err(Error::corrupt(what(), "trailing bytes after the record"));
-            }
-            if record.id.as_bytes() != id {
-                return Err(Error::corrupt(what(), "record names another job id"));
-            }
-            IndexKey::decode(&record.key)?;
-            Ok(record)
+    let record = match bytes.split_first() {
+        None => return Err(Error::corrupt(what(), "empty record")),
+        Some((&RECORD_V2, rest)) => decode_exact::<JobRecord>(rest).map_err(|e| Error::corrupt(what(), e))?,
+        Some((&RECORD_V1, rest)) => decode_exact::<v1::JobRecord>(rest)
+            .map_err(|e| Error::corrupt(what(), e))?
+            .upgrade(),
+        Some((v, _)) => {
+            return Err(Error::corrupt(
+                what(),
+                format!("unknown record format version {v} (this dueq reads {RECORD_V1} and {RECORD_V2}); was the store written by a newer dueq?"),
+            ))
         }
-        Some((v, _)) => Err(Error::corrupt(
-            what(),
-            format!("unknown record format version {v} (this dueq writes {RECORD_V1})"),
-        )),
+    };
+    if record.id.as_bytes() != id {
+        return Err(Error::corrupt(what(), "record names another job id"));
     }
+    IndexKey::decode(&record.key)?;
+    Ok(record)
+}
+
+/// Decodes `bytes` as one `T`, refusing trailing bytes.
+fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let (value, used): (T, usize) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err("trailing bytes after the record".into());
+    }
+    Ok(value)
+}
+
+/// Encodes a record in the old version 1 format (tests of the upgrade path).
+#[cfg(test)]
+pub(crate) fn encode_v1(record: &v1::JobRecord) -> Vec<u8> {
+    let mut out = vec![RECORD_V1];
+    bincode::serde::encode_into_std_write(record, &mut out, config()).expect("encodes");
+    out
 }
 
 /// Encodes a payload as JSON, refusing anything above `limit` bytes.
@@ -95,7 +115,28 @@ mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn sample() -> JobRecord {
-        JobRecord {
+        let mut r = JobRecord::new(
+            "job-1".into(),
+            "default".into(),
+            "count".into(),
+            b"[1,2]".to_vec(),
+            IndexKey::new(1, Class::Ready, 5, 6),
+            1,
+        );
+        r.description = Some("d".into());
+        r.retry = Some(crate::Retry::max(2));
+        r.result_ttl_ms = 500_000;
+        r.meta = br#"{"progress":1}"#.to_vec();
+        r.waiting_on = vec![super::super::record::Dependency {
+            id: "p".into(),
+            allow_failure: true,
+        }];
+        r
+    }
+
+    #[test]
+    fn version_1_records_upgrade() {
+        let old = v1::JobRecord {
             id: "job-1".into(),
             queue: "default".into(),
             handler: "count".into(),
@@ -105,32 +146,47 @@ mod tests {
             result_ttl_ms: 500_000,
             failure_ttl_ms: u64::MAX,
             enqueued_at: 1,
-            key: IndexKey::new(1, Class::Ready, 5, 6).encode(),
-            attempts: 0,
-            token: 0,
-            started_at: None,
-            ended_at: None,
+            key: IndexKey::new(1, Class::Failed, 5, 6).encode(),
+            attempts: 3,
+            token: 9,
+            started_at: Some(2),
+            ended_at: Some(3),
             result: None,
-            error: None,
-            history: vec![],
-        }
+            error: Some("boom".into()),
+            history: vec![v1::AttemptLog {
+                attempt: 3,
+                started_at: 2,
+                ended_at: 3,
+                error: Some("boom".into()),
+                retry_at: None,
+            }],
+        };
+        let r = decode_record(b"job-1", &encode_v1(&old)).unwrap();
+        assert_eq!(r.attempts, 3);
+        assert_eq!(r.error.as_deref(), Some("boom"));
+        assert_eq!(r.history[0].error.as_deref(), Some("boom"));
+        assert_eq!(r.index_key(), IndexKey::new(1, Class::Failed, 5, 6));
+        assert_eq!(r.meta, b"{}");
+        assert!(r.waiting_on.is_empty() && r.timeout_ms.is_none());
+        // Re-encoded, it is a version 2 record.
+        assert_eq!(encode_record(&r)[0], RECORD_V2);
     }
 
     #[test]
     fn round_trips() {
         let r = sample();
         let bytes = encode_record(&r);
-        assert_eq!(bytes[0], RECORD_V1);
+        assert_eq!(bytes[0], RECORD_V2);
         assert_eq!(decode_record(b"job-1", &bytes).unwrap(), r);
     }
 
     #[test]
     fn unknown_version_is_corrupt_not_misparsed() {
         let mut bytes = encode_record(&sample());
-        bytes[0] = 2;
+        bytes[0] = 3;
         let err = decode_record(b"job-1", &bytes).unwrap_err();
         assert!(
-            err.to_string().contains("unknown record format version 2"),
+            err.to_string().contains("unknown record format version 3"),
             "{err}"
         );
     }

@@ -28,15 +28,22 @@ pub(crate) enum Class {
     Failed = 3,
     /// Canceled; time is when it was canceled.
     Canceled = 4,
+    /// Waiting for its dependencies; time is when its `ttl` discards it
+    /// (`u64::MAX`: never).
+    Deferred = 5,
+    /// Stopped while running (`job.stop()`); time is when it expires.
+    Stopped = 6,
 }
 
 impl Class {
-    pub(crate) const ALL: [Class; 5] = [
+    pub(crate) const ALL: [Class; 7] = [
         Class::Ready,
         Class::Started,
         Class::Finished,
         Class::Failed,
         Class::Canceled,
+        Class::Deferred,
+        Class::Stopped,
     ];
 
     fn from_u8(b: u8) -> Option<Class> {

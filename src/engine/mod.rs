@@ -11,9 +11,9 @@ mod trees;
 
 pub(crate) use codec::{decode_json, encode_json};
 pub(crate) use commit::Committer;
-pub(crate) use keys::Class;
-pub(crate) use ops::{status_of, Claimed, Done, Engine, ExportedKey, NewJob, Outcome};
-pub(crate) use record::{AttemptLog, JobRecord};
+pub(crate) use keys::{Class, IndexKey};
+pub(crate) use ops::{status_of, ClaimPolicy, Claimed, Done, Engine, ExportedKey, NewJob, Outcome};
+pub(crate) use record::{AttemptLog, Callbacks, Dependency, JobRecord, Limit};
 pub(crate) use trees::{OpenOptions, SCHEMA_VERSION};
 
 pub(crate) fn fuzz_decode_record(id: &[u8], bytes: &[u8]) -> bool {

@@ -21,7 +21,7 @@ use sled::Transactional;
 use super::codec::{decode_record, encode_record};
 use super::journal::{Journal, ROTATE_AT};
 use super::keys::{Class, IndexKey};
-use super::record::{AttemptLog, JobRecord};
+use super::record::{AttemptLog, Callbacks, Dependency, JobRecord, Limit};
 use super::signal::Signal;
 use super::trees::{self, OpenOptions, Trees};
 use crate::error::{Error, Result};
@@ -95,6 +95,14 @@ pub(crate) struct NewJob {
     pub(crate) result_ttl_ms: u64,
     pub(crate) failure_ttl_ms: u64,
     pub(crate) due: u64,
+    pub(crate) meta: Vec<u8>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) ttl_ms: Option<u64>,
+    pub(crate) at_front: bool,
+    pub(crate) depends_on: Vec<Dependency>,
+    pub(crate) callbacks: Callbacks,
+    pub(crate) repeat: Option<crate::Repeat>,
+    pub(crate) limit: Option<Limit>,
 }
 
 /// Where an imported job goes: its exported class, time and sequence.
@@ -116,6 +124,9 @@ pub(crate) struct Claimed {
     pub(crate) token: u64,
     /// The sequence number of the `READY` key it was claimed from.
     pub(crate) from_seq: u64,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) callbacks: Callbacks,
+    pub(crate) limit: Option<Limit>,
 }
 
 /// How a run ended.
@@ -134,15 +145,32 @@ pub(crate) struct Done {
     pub(crate) token: u64,
     pub(crate) outcome: Outcome,
     pub(crate) ended_at: u64,
+    /// The worker thread that ran it.
+    pub(crate) thread: Option<String>,
 }
 
 /// A user-requested move between registries (cancel, requeue).
 struct Move {
     action: &'static str,
-    from: Class,
+    from: &'static [Class],
     hint: &'static str,
     to: Class,
     ended_at: Option<u64>,
+}
+
+/// How far past the jobs a limit holds back a round reads.
+const LIMIT_SCAN: usize = 256;
+
+/// How a worker claims: its queue order and limits.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ClaimPolicy {
+    /// One job from each queue in turn, instead of strict priority.
+    pub(crate) round_robin: bool,
+    /// The worker's concurrency limits by key (a job's own limit applies
+    /// too; the lower wins).
+    pub(crate) concurrency: HashMap<String, u32>,
+    /// The worker's rate limits by key: (starts, per period in ms).
+    pub(crate) rates: HashMap<String, (u32, u64)>,
 }
 
 /// What a round did.
@@ -155,6 +183,8 @@ pub(crate) struct RoundReport {
     pub(crate) abandoned: usize,
     /// Records that did not decode, now failed and quarantined.
     pub(crate) corrupt: usize,
+    /// Jobs discarded because their `ttl` ran out before they started.
+    pub(crate) expired: usize,
 }
 
 pub(crate) struct Engine {
@@ -170,6 +200,16 @@ pub(crate) struct Engine {
     /// here has no run anywhere; one whose run is here is never abandoned,
     /// whatever the clock says.
     live: Mutex<HashMap<String, u64>>,
+    /// Claimed runs with a limit key: (job id, token) -> key.
+    live_keys: Mutex<HashMap<(String, u64), String>>,
+    /// Claimed runs per limit key.
+    limit_running: Mutex<HashMap<String, u32>>,
+    /// Recent starts per rate-limited key (store-clock ms), oldest first.
+    rate_starts: Mutex<HashMap<String, std::collections::VecDeque<u64>>>,
+    /// The last round held jobs back for a limit.
+    limits_blocked: std::sync::atomic::AtomicBool,
+    /// Runs that `stop` was called on: (job id, lease token).
+    stops: Mutex<std::collections::HashSet<(String, u64)>>,
     /// Added to `generate_id` for sequence numbers and tokens, so that they
     /// stay above every sequence number an import brought in (kept in
     /// `meta` as `seq_offset`).
@@ -212,6 +252,11 @@ impl Engine {
             queue_names: RwLock::new(names),
             queue_alloc: Mutex::new(()),
             live: Mutex::new(HashMap::new()),
+            stops: Mutex::new(std::collections::HashSet::new()),
+            live_keys: Mutex::new(HashMap::new()),
+            limit_running: Mutex::new(HashMap::new()),
+            rate_starts: Mutex::new(HashMap::new()),
+            limits_blocked: std::sync::atomic::AtomicBool::new(false),
             seq_offset: AtomicU64::new(seq_offset),
             seq_lock: RwLock::new(()),
             journal: Journal::open(path)?,
@@ -305,7 +350,9 @@ impl Engine {
 
     // ---------------------------------------------------------------- writes
 
-    /// Enqueues all of `new` in one transaction: all or nothing.
+    /// Enqueues all of `new` in one transaction: all or nothing. A job
+    /// with unfinished dependencies is `DEFERRED`; one whose dependency
+    /// already failed (without `allow_failure`) is canceled at once.
     pub(crate) fn enqueue(&self, new: Vec<NewJob>, now: u64) -> Result<Vec<JobRecord>> {
         let names: Vec<&str> = new.iter().map(|j| j.queue.as_str()).collect();
         let plan = self.plan_queues(&names);
@@ -313,47 +360,44 @@ impl Engine {
         let mut records = Vec::with_capacity(new.len());
         for job in new {
             let queue = plan.id(&job.queue);
-            let key = IndexKey::new(queue, Class::Ready, job.due, self.next_seq()?);
-            records.push(JobRecord {
-                id: job.id,
-                queue: job.queue,
-                handler: job.handler,
-                args: job.args,
-                description: job.description,
-                retry: job.retry,
-                result_ttl_ms: job.result_ttl_ms,
-                failure_ttl_ms: job.failure_ttl_ms,
-                enqueued_at: now,
-                key: key.encode(),
-                attempts: 0,
-                token: 0,
-                started_at: None,
-                ended_at: None,
-                result: None,
-                error: None,
-                history: Vec::new(),
-            });
+            let seq = self.next_seq()?;
+            let key = ready_key(queue, job.due, seq, job.at_front && job.due <= now);
+            let mut r = JobRecord::new(job.id, job.queue, job.handler, job.args, key, now);
+            r.description = job.description;
+            r.retry = job.retry;
+            r.result_ttl_ms = job.result_ttl_ms;
+            r.failure_ttl_ms = job.failure_ttl_ms;
+            r.meta = job.meta;
+            r.timeout_ms = job.timeout_ms;
+            r.expires_at = job.ttl_ms.map(|t| now.saturating_add(t).min(u64::MAX - 1));
+            r.due = job.due;
+            r.at_front = job.at_front;
+            r.waiting_on = job.depends_on;
+            r.callbacks = job.callbacks;
+            r.repeat = job.repeat;
+            r.limit = job.limit;
+            records.push(r);
         }
-        let encoded: Vec<Vec<u8>> = records.iter().map(encode_record).collect();
-        plan.tx(|jobs, index| {
-            for (record, bytes) in records.iter().zip(&encoded) {
-                if jobs
-                    .insert(record.id.as_bytes(), bytes.as_slice())?
-                    .is_some()
-                {
+        let written = plan.tx(|jobs, index| {
+            let mut written = Vec::with_capacity(records.len());
+            for record in &records {
+                if jobs.get(record.id.as_bytes())?.is_some() {
                     // Also catches a duplicate id inside one batch: the first
                     // insert is visible to the second.
                     return abort(Error::DuplicateJobId {
                         id: record.id.clone(),
                     });
                 }
-                index_insert(index, &record.key, &record.id)?;
+                let mut record = record.clone();
+                link_parents(jobs, &mut record, now)?;
+                write(jobs, index, &record)?;
+                written.push(record);
             }
-            Ok(())
+            Ok(written)
         })?;
         plan.publish();
         self.signal.notify();
-        Ok(records)
+        Ok(written)
     }
 
     /// One round of a dispatcher, in one transaction: records the outcomes
@@ -369,26 +413,53 @@ impl Engine {
         max: usize,
         lease_ms: u64,
         now: u64,
+        policy: &ClaimPolicy,
     ) -> Result<RoundReport> {
         let mut report = RoundReport::default();
-        let mut candidates = Vec::new();
+        // Jobs held back by a limit stay where they are, in order; while
+        // some are, rounds read further past them.
+        let extra = if self.limits_blocked.load(Ordering::Relaxed) {
+            LIMIT_SCAN
+        } else {
+            0
+        };
+        let mut per_queue: Vec<Vec<(sled::IVec, sled::IVec)>> = Vec::new();
+        let mut total = 0;
         for &queue in queues {
             if max == 0 {
                 break;
             }
+            let mut list = Vec::new();
             // Lapsed leases first: they are older than anything queued.
-            for (class, take) in [(Class::Started, usize::MAX), (Class::Ready, max)] {
+            for (class, take) in [(Class::Started, usize::MAX), (Class::Ready, max + extra)] {
                 let range =
                     IndexKey::range_start(queue, class)..=IndexKey::range_end(queue, class, now);
                 for item in self.trees.index.range(range).take(take) {
                     let (key, id) = item?;
-                    candidates.push((key, id));
+                    list.push((key, id));
                 }
             }
-            if candidates.len() >= max {
+            total += list.len();
+            per_queue.push(list);
+            if total >= max + extra && !policy.round_robin {
                 break;
             }
         }
+        let candidates: Vec<(sled::IVec, sled::IVec)> = if policy.round_robin {
+            // One job from each queue in turn (rq's round robin).
+            let mut iters: Vec<_> = per_queue.into_iter().map(Vec::into_iter).collect();
+            let mut out = Vec::with_capacity(total);
+            while out.len() < total {
+                for it in &mut iters {
+                    if let Some(c) = it.next() {
+                        out.push(c);
+                    }
+                }
+            }
+            out
+        } else {
+            per_queue.into_iter().flatten().collect()
+        };
         if candidates.is_empty() && done.is_empty() {
             return Ok(report);
         }
@@ -404,94 +475,168 @@ impl Engine {
             .map(|_| self.next_seq())
             .collect::<Result<_>>()?;
         let live = self.live.lock().clone();
-        let (written, claimed, abandoned, corrupt) = self.tx(|jobs, index| {
-            let mut written = Vec::with_capacity(done.len());
-            for (d, &seq) in done.iter().zip(&done_seqs) {
-                written.push(apply_outcome(jobs, index, d, seq)?);
-            }
-            let mut claimed = Vec::new();
-            let mut abandoned = 0;
-            let mut corrupt = Vec::new();
-            for ((key_bytes, id), &(token, seq)) in candidates.iter().zip(&fresh) {
-                if claimed.len() >= max {
-                    break;
+        let running_keys = self.limit_running.lock().clone();
+        let rate_starts = self.rate_starts.lock().clone();
+        let (written, claimed, abandoned, corrupt, expired, blocked, starts) =
+            self.tx(|jobs, index| {
+                let mut running_keys = running_keys.clone();
+                let mut starts = rate_starts.clone();
+                let mut blocked = 0;
+                let mut written = Vec::with_capacity(done.len());
+                for (d, &seq) in done.iter().zip(&done_seqs) {
+                    written.push(apply_outcome(jobs, index, d, seq)?);
                 }
-                let Some(mut record) = decode_in_tx(jobs, id)? else {
-                    corrupt.push((key_bytes.clone(), id.clone()));
-                    continue;
-                };
-                if record.key[..] != key_bytes[..] {
-                    // Inside the transaction both trees are consistent, so
-                    // a record that names another key makes this index entry
-                    // an orphan. Left alone, it would look due forever.
-                    if index.get(&key_bytes[..])?.as_deref() == Some(&id[..]) {
-                        index.remove(&key_bytes[..])?;
+                let mut claimed = Vec::new();
+                let mut abandoned = 0;
+                let mut expired = 0;
+                let mut corrupt = Vec::new();
+                for ((key_bytes, id), &(token, seq)) in candidates.iter().zip(&fresh) {
+                    if claimed.len() >= max {
+                        break;
                     }
-                    continue;
-                }
-                let key = record.index_key();
-                index.remove(&key_bytes[..])?;
-                if key.class == Class::Started {
-                    if live.get(&record.id) == Some(&record.token) {
-                        // The run is going on in this process (the clock
-                        // jumped, or the machine slept): it is not
-                        // abandoned, its lease is renewed.
-                        record.key = IndexKey::new(
-                            key.queue,
-                            Class::Started,
-                            now.saturating_add(lease_ms),
-                            key.seq,
-                        )
-                        .encode();
-                        write(jobs, index, &record)?;
+                    let Some(mut record) = decode_in_tx(jobs, id)? else {
+                        corrupt.push((key_bytes.clone(), id.clone()));
+                        continue;
+                    };
+                    if record.key[..] != key_bytes[..] {
+                        // Inside the transaction both trees are consistent, so
+                        // a record that names another key makes this index entry
+                        // an orphan. Left alone, it would look due forever.
+                        if index.get(&key_bytes[..])?.as_deref() == Some(&id[..]) {
+                            index.remove(&key_bytes[..])?;
+                        }
                         continue;
                     }
-                    abandoned += 1;
-                    record.push_history(AttemptLog {
-                        attempt: record.attempts,
-                        started_at: record.started_at.unwrap_or(key.time),
-                        ended_at: now,
-                        error: Some(LEASE_LAPSED.into()),
-                        retry_at: None,
-                    });
-                    fail_attempt(&mut record, LEASE_LAPSED, now, seq);
+                    let key = record.index_key();
+                    if key.class == Class::Ready {
+                        if let Some(limit) = &record.limit {
+                            let cap = policy
+                                .concurrency
+                                .get(&limit.key)
+                                .map_or(limit.max, |&w| w.min(limit.max));
+                            let running = running_keys.entry(limit.key.clone()).or_insert(0);
+                            if *running >= cap {
+                                blocked += 1;
+                                continue; // waits, in its place
+                            }
+                            if let Some(&(n, per)) = policy.rates.get(&limit.key) {
+                                let window = starts.entry(limit.key.clone()).or_default();
+                                while window
+                                    .front()
+                                    .is_some_and(|&t| t.saturating_add(per) <= now)
+                                {
+                                    window.pop_front();
+                                }
+                                if window.len() >= n as usize {
+                                    // Over the rate: due again at the next free
+                                    // slot, keeping its sequence number.
+                                    let slot =
+                                        window[window.len() - n as usize].saturating_add(per);
+                                    index.remove(&key_bytes[..])?;
+                                    record.key =
+                                        IndexKey::new(key.queue, Class::Ready, slot, key.seq)
+                                            .encode();
+                                    write(jobs, index, &record)?;
+                                    continue;
+                                }
+                                window.push_back(now);
+                            }
+                            *running += 1;
+                        }
+                    }
+                    index.remove(&key_bytes[..])?;
+                    if key.class == Class::Started {
+                        if live.get(&record.id) == Some(&record.token) {
+                            // The run is going on in this process (the clock
+                            // jumped, or the machine slept): it is not
+                            // abandoned, its lease is renewed.
+                            record.key = IndexKey::new(
+                                key.queue,
+                                Class::Started,
+                                now.saturating_add(lease_ms),
+                                key.seq,
+                            )
+                            .encode();
+                            write(jobs, index, &record)?;
+                            continue;
+                        }
+                        abandoned += 1;
+                        record.push_history(
+                            AttemptLog::new(
+                                record.attempts,
+                                record.started_at.unwrap_or(key.time),
+                                now,
+                            )
+                            .failed(LEASE_LAPSED),
+                        );
+                        fail_and_write(jobs, index, &mut record, LEASE_LAPSED, now, seq)?;
+                        continue;
+                    }
+                    if record.expires_at.is_some_and(|t| t <= now) {
+                        // Waited past its `ttl`: discarded, visibly (rq deletes
+                        // it; dueq keeps it canceled, with the reason).
+                        expired += 1;
+                        discard_expired(jobs, index, &mut record, now)?;
+                        continue;
+                    }
+                    record.attempts = record.attempts.saturating_add(1);
+                    record.token = token;
+                    record.started_at = Some(now);
+                    record.ended_at = None;
+                    record.key =
+                        IndexKey::new(key.queue, Class::Started, now.saturating_add(lease_ms), seq)
+                            .encode();
                     write(jobs, index, &record)?;
-                    continue;
+                    claimed.push(Claimed {
+                        id: record.id.clone(),
+                        queue: record.queue.clone(),
+                        handler: record.handler.clone(),
+                        args: record.args.clone(),
+                        attempt: record.attempts,
+                        token,
+                        from_seq: key.seq,
+                        timeout_ms: record.timeout_ms,
+                        callbacks: record.callbacks.clone(),
+                        limit: record.limit.clone(),
+                    });
                 }
-                record.attempts = record.attempts.saturating_add(1);
-                record.token = token;
-                record.started_at = Some(now);
-                record.ended_at = None;
-                record.key =
-                    IndexKey::new(key.queue, Class::Started, now.saturating_add(lease_ms), seq)
-                        .encode();
-                write(jobs, index, &record)?;
-                claimed.push(Claimed {
-                    id: record.id.clone(),
-                    queue: record.queue.clone(),
-                    handler: record.handler.clone(),
-                    args: record.args.clone(),
-                    attempt: record.attempts,
-                    token,
-                    from_seq: key.seq,
-                });
-            }
-            Ok((written, claimed, abandoned, corrupt))
-        })?;
+                Ok((
+                    written, claimed, abandoned, corrupt, expired, blocked, starts,
+                ))
+            })?;
+        self.limits_blocked.store(blocked > 0, Ordering::Relaxed);
+        if !policy.rates.is_empty() {
+            *self.rate_starts.lock() = starts;
+        }
         drop(seq_guard);
         {
             let mut live = self.live.lock();
+            let mut stops = self.stops.lock();
+            let mut keys = self.live_keys.lock();
+            let mut running = self.limit_running.lock();
             for d in done {
                 if live.get(&d.id) == Some(&d.token) {
                     live.remove(&d.id);
+                }
+                stops.remove(&(d.id.clone(), d.token));
+                if let Some(key) = keys.remove(&(d.id.clone(), d.token)) {
+                    if let Some(n) = running.get_mut(&key) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
             }
         }
         report.written = written;
         {
             let mut live = self.live.lock();
+            let mut keys = self.live_keys.lock();
+            let mut running = self.limit_running.lock();
             for c in &claimed {
                 live.insert(c.id.clone(), c.token);
+                if let Some(limit) = &c.limit {
+                    keys.insert((c.id.clone(), c.token), limit.key.clone());
+                    *running.entry(limit.key.clone()).or_insert(0) += 1;
+                }
             }
         }
         for (key, id) in &corrupt {
@@ -500,6 +645,7 @@ impl Engine {
         report.claimed = claimed;
         report.abandoned = abandoned;
         report.corrupt = corrupt.len();
+        report.expired = expired;
         if report.abandoned > 0 || report.corrupt > 0 || !done.is_empty() {
             self.signal.notify();
         }
@@ -537,27 +683,18 @@ impl Engine {
                 let Ok(id) = std::str::from_utf8(id) else {
                     return Ok(());
                 };
-                let stub = JobRecord {
-                    id: id.to_owned(),
-                    queue: names.get(&key.queue).cloned().unwrap_or_default(),
-                    handler: String::new(),
-                    args: b"null".to_vec(),
-                    description: None,
-                    retry: None,
-                    result_ttl_ms: 0,
-                    failure_ttl_ms: u64::MAX,
-                    enqueued_at: now,
-                    key: IndexKey::new(key.queue, Class::Failed, u64::MAX, seq).encode(),
-                    attempts: 0,
-                    token: 0,
-                    started_at: None,
-                    ended_at: Some(now),
-                    result: None,
-                    error: Some(format!(
-                        "{detail}; the raw record is kept in the store's quarantine"
-                    )),
-                    history: Vec::new(),
-                };
+                let mut stub = JobRecord::new(
+                    id.to_owned(),
+                    names.get(&key.queue).cloned().unwrap_or_default(),
+                    String::new(),
+                    b"null".to_vec(),
+                    IndexKey::new(key.queue, Class::Failed, u64::MAX, seq),
+                    now,
+                );
+                stub.ended_at = Some(now);
+                stub.error = Some(format!(
+                    "{detail}; the raw record is kept in the store's quarantine"
+                ));
                 write(jobs, index, &stub)
             })
             .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
@@ -604,15 +741,8 @@ impl Engine {
                 index.remove(&record.key[..])?;
                 record.attempts = start.attempt;
                 record.token = start.token;
-                record.push_history(AttemptLog {
-                    attempt: start.attempt,
-                    started_at: now,
-                    ended_at: now,
-                    error: Some(ABANDONED.into()),
-                    retry_at: None,
-                });
-                fail_attempt(&mut record, ABANDONED, now, seq);
-                write(jobs, index, &record)?;
+                record.push_history(AttemptLog::new(start.attempt, now, now).failed(ABANDONED));
+                fail_and_write(jobs, index, &mut record, ABANDONED, now, seq)?;
                 Ok(true)
             })?);
         }
@@ -639,15 +769,17 @@ impl Engine {
         })
     }
 
-    /// Moves a waiting (queued or scheduled) job to the canceled registry.
+    /// Moves a waiting (queued, scheduled or deferred) job to the canceled
+    /// registry; its dependents are canceled too, unless they allow failure.
     pub(crate) fn cancel(&self, id: &str, now: u64) -> Result<()> {
         self.move_job(
             id,
             now,
             Move {
                 action: "cancel",
-                from: Class::Ready,
-                hint: "; only queued and scheduled jobs can be canceled",
+                from: &[Class::Ready, Class::Deferred],
+                hint: "; only queued, scheduled and deferred jobs can be canceled \
+                       (stop a running job with `stop`)",
                 to: Class::Canceled,
                 ended_at: Some(now),
             },
@@ -662,7 +794,7 @@ impl Engine {
             now,
             Move {
                 action: "requeue",
-                from: Class::Failed,
+                from: &[Class::Failed],
                 hint: "; only failed jobs can be requeued",
                 to: Class::Ready,
                 ended_at: None,
@@ -678,7 +810,7 @@ impl Engine {
         self.tx(|jobs, index| {
             let mut record = get_record(jobs, id)?;
             let key = record.index_key();
-            if key.class != m.from {
+            if !m.from.contains(&key.class) {
                 return abort(Error::InvalidState {
                     id: id.to_owned(),
                     action: m.action,
@@ -689,21 +821,86 @@ impl Engine {
             index.remove(&record.key[..])?;
             record.ended_at = m.ended_at;
             record.key = IndexKey::new(key.queue, m.to, now, seq).encode();
-            write(jobs, index, &record)
+            write(jobs, index, &record)?;
+            if m.to == Class::Canceled {
+                settle_dependents(jobs, index, &record, ParentEnd::Lost("was canceled"), now)?;
+            }
+            Ok(())
         })?;
         self.signal.notify();
         Ok(())
     }
 
+    /// Asks a running job to stop: its run's context reports it
+    /// (`should_stop`), and however the run ends, unless it succeeds, the job
+    /// is `STOPPED` and never retried. The request is stored, so a run lost
+    /// with the process is stopped too, not retried.
+    pub(crate) fn stop(&self, id: &str, now: u64) -> Result<()> {
+        let token = self.tx(|jobs, _index| {
+            let mut record = get_record(jobs, id)?;
+            let key = record.index_key();
+            if key.class != Class::Started {
+                return abort(Error::InvalidState {
+                    id: id.to_owned(),
+                    action: "stop",
+                    status: status_of(&key, now),
+                    hint: "; only started jobs can be stopped (cancel a waiting job with `cancel`)",
+                });
+            }
+            record.stop_requested = true;
+            jobs.insert(record.id.as_bytes(), encode_record(&record))?;
+            Ok(record.token)
+        })?;
+        self.stops.lock().insert((id.to_owned(), token));
+        Ok(())
+    }
+
+    /// Whether `stop` was called on this run.
+    pub(crate) fn stop_requested(&self, id: &str, token: u64) -> bool {
+        self.stops.lock().contains(&(id.to_owned(), token))
+    }
+
+    /// Sets `key` in a job's `meta` object to `value` (JSON), leaving the
+    /// other keys as they are; `None` removes the key. One transaction, so
+    /// concurrent updates of different keys do not clobber each other.
+    pub(crate) fn update_meta(&self, id: &str, key: &str, value: Option<&[u8]>) -> Result<()> {
+        let value: Option<serde_json::Value> = match value {
+            Some(v) => Some(super::codec::decode_json(v, "meta value")?),
+            None => None,
+        };
+        self.tx(|jobs, _index| {
+            let mut record = get_record(jobs, id)?;
+            let mut meta: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&record.meta).unwrap_or_default();
+            match &value {
+                Some(v) => meta.insert(key.to_owned(), v.clone()),
+                None => meta.remove(key),
+            };
+            record.meta = serde_json::to_vec(&meta).map_err(|e| {
+                ConflictableTransactionError::Abort(Error::Encode {
+                    what: "meta",
+                    detail: e.to_string(),
+                })
+            })?;
+            jobs.insert(record.id.as_bytes(), encode_record(&record))?;
+            Ok(())
+        })
+    }
+
     /// Removes a job in any state. A running job's run goes on, but its
-    /// outcome is fenced off.
-    pub(crate) fn delete(&self, id: &str) -> Result<()> {
+    /// outcome is fenced off. Dependents of a job that had not finished are
+    /// canceled (unless they allow failure).
+    pub(crate) fn delete(&self, id: &str, now: u64) -> Result<()> {
         self.tx(|jobs, index| {
             let record = get_record(jobs, id)?;
             index.remove(&record.key[..])?;
             jobs.remove(id.as_bytes())?;
+            if pending(record.index_key().class) {
+                settle_dependents(jobs, index, &record, ParentEnd::Lost("was deleted"), now)?;
+            }
             Ok(())
         })?;
+        self.signal.notify();
         self.quarantine.remove(id)?;
         Ok(())
     }
@@ -733,15 +930,11 @@ impl Engine {
                         return Ok(Some(false));
                     }
                     index.remove(&key_bytes[..])?;
-                    record.push_history(AttemptLog {
-                        attempt: record.attempts,
-                        started_at: record.started_at.unwrap_or(now),
-                        ended_at: now,
-                        error: Some(ABANDONED.into()),
-                        retry_at: None,
-                    });
-                    fail_attempt(&mut record, ABANDONED, now, seq);
-                    write(jobs, index, &record)?;
+                    record.push_history(
+                        AttemptLog::new(record.attempts, record.started_at.unwrap_or(now), now)
+                            .failed(ABANDONED),
+                    );
+                    fail_and_write(jobs, index, &mut record, ABANDONED, now, seq)?;
                     Ok(Some(true))
                 })?;
                 drop(seq_guard);
@@ -757,17 +950,45 @@ impl Engine {
         Ok(recovered)
     }
 
-    /// Deletes finished and failed jobs whose TTL has passed. Returns how
-    /// many were deleted.
+    /// Deletes finished, failed and stopped jobs whose TTL has passed, and
+    /// cancels deferred jobs whose `ttl` ran out. Returns how many.
     pub(crate) fn expire(&self, now: u64) -> Result<usize> {
         let mut removed = 0;
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
         for queue in queues {
-            for class in [Class::Finished, Class::Failed] {
+            for class in [Class::Finished, Class::Failed, Class::Stopped] {
                 removed += self.delete_range(queue, class, now)?;
             }
+            removed += self.discard_deferred(queue, now)?;
         }
         Ok(removed)
+    }
+
+    /// Cancels the deferred jobs of `queue` whose `ttl` ran out by `now`
+    /// (their `DEFERRED` key's time is that expiry).
+    fn discard_deferred(&self, queue: u32, now: u64) -> Result<usize> {
+        let keys: Vec<(sled::IVec, sled::IVec)> = self
+            .range(queue, Class::Deferred, 0, now)
+            .take(256)
+            .collect::<std::result::Result<_, _>>()?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let n = self.tx(|jobs, index| {
+            let mut n = 0;
+            for (key, id) in &keys {
+                let Some(mut record) = decode_in_tx(jobs, id)? else {
+                    continue;
+                };
+                if record.key[..] == key[..] {
+                    discard_expired(jobs, index, &mut record, now)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })?;
+        self.signal.notify();
+        Ok(n)
     }
 
     /// Deletes the jobs of `(queue, class)` with `time <= up_to`, in
@@ -796,13 +1017,25 @@ impl Engine {
                         continue; // moved since the range read
                     }
                     index.remove(key)?;
-                    let owned = match jobs.get(id)? {
-                        Some(raw) => decode_record(id, &raw).map_or(true, |r| r.key[..] == key[..]),
-                        None => false,
+                    let (owned, record) = match jobs.get(id)? {
+                        Some(raw) => match decode_record(id, &raw) {
+                            Ok(r) => (r.key[..] == key[..], Some(r)),
+                            Err(_) => (true, None),
+                        },
+                        None => (false, None),
                     };
                     if owned {
                         jobs.remove(id)?;
                         removed += 1;
+                        if let Some(r) = record.filter(|_| pending(class)) {
+                            settle_dependents(
+                                jobs,
+                                index,
+                                &r,
+                                ParentEnd::Lost("was deleted"),
+                                up_to,
+                            )?;
+                        }
                     }
                 }
                 Ok(removed)
@@ -987,6 +1220,8 @@ pub(crate) fn status_of(key: &IndexKey, now: u64) -> crate::Status {
         Class::Finished => Status::Finished,
         Class::Failed => Status::Failed,
         Class::Canceled => Status::Canceled,
+        Class::Deferred => Status::Deferred,
+        Class::Stopped => Status::Stopped,
     }
 }
 
@@ -999,13 +1234,26 @@ fn expiry(now: u64, ttl_ms: u64) -> u64 {
 }
 
 /// Applies a failed attempt: back to `READY` after the policy's wait if
-/// retries are left, else to `FAILED`. `record.attempts` is the run that
-/// failed.
-fn fail_attempt(record: &mut JobRecord, message: &str, now: u64, seq: u64) {
+/// retries are left, else to `FAILED` (or `STOPPED`, if `job.stop()` asked
+/// for it: a stopped job is never retried). `record.attempts` is the run
+/// that failed. Returns how the job ended, if it did: the caller settles its
+/// dependents in the same transaction.
+fn fail_attempt(record: &mut JobRecord, message: &str, now: u64, seq: u64) -> Option<ParentEnd> {
     let key = record.index_key();
     record.error = Some(message.to_owned());
     record.ended_at = Some(now);
-    let retry = record.attempts; // the k-th failed run asks for retry k
+    if record.stop_requested {
+        record.stop_requested = false;
+        record.key = IndexKey::new(
+            key.queue,
+            Class::Stopped,
+            expiry(now, record.failure_ttl_ms),
+            seq,
+        )
+        .encode();
+        return Some(ParentEnd::Lost("was stopped"));
+    }
+    let retry = record.retry_number(); // the k-th failed run asks for retry k
     let due = match &record.retry {
         Some(policy) if retry >= 1 && retry <= policy.max_retries() => {
             let wait = policy.wait_with_seed(retry, seed(&record.id));
@@ -1019,6 +1267,7 @@ fn fail_attempt(record: &mut JobRecord, message: &str, now: u64, seq: u64) {
                 last.retry_at = Some(due);
             }
             record.key = IndexKey::new(key.queue, Class::Ready, due, seq).encode();
+            None
         }
         None => {
             record.key = IndexKey::new(
@@ -1028,8 +1277,26 @@ fn fail_attempt(record: &mut JobRecord, message: &str, now: u64, seq: u64) {
                 seq,
             )
             .encode();
+            Some(ParentEnd::Lost("failed"))
         }
     }
+}
+
+/// `fail_attempt`, then the write and the dependents.
+fn fail_and_write(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    record: &mut JobRecord,
+    message: &str,
+    now: u64,
+    seq: u64,
+) -> TxResult<()> {
+    let end = fail_attempt(record, message, now, seq);
+    write(jobs, index, record)?;
+    if let Some(end) = end {
+        settle_dependents(jobs, index, record, end, now)?;
+    }
+    Ok(())
 }
 
 /// A stable per-job seed for retry jitter (FNV-1a of the id).
@@ -1053,18 +1320,29 @@ fn apply_outcome(
     };
     let key = record.index_key();
     index.remove(&record.key[..])?;
-    let started_at = record.started_at.unwrap_or(now);
+    let mut log = AttemptLog::new(record.attempts, record.started_at.unwrap_or(now), now);
+    log.thread = done.thread.clone();
     record.ended_at = Some(now);
     match &done.outcome {
         Outcome::Success(value) => {
-            record.push_history(AttemptLog {
-                attempt: record.attempts,
-                started_at,
-                ended_at: now,
-                error: None,
-                retry_at: None,
-            });
+            log.result = Some(value.clone());
+            record.push_history(log);
             record.result = Some(value.clone());
+            // A repeating job runs again unless it was asked to stop.
+            if let Some(repeat) = record.repeat.clone() {
+                if !record.stop_requested && record.repeats_done < repeat.count() {
+                    record.repeats_done += 1;
+                    record.attempt_base = record.attempts;
+                    let wait = crate::clock::dur_ms(repeat.wait(record.repeats_done));
+                    let due = now.saturating_add(wait);
+                    record.due = due;
+                    record.key = IndexKey::new(key.queue, Class::Ready, due, seq).encode();
+                    write(jobs, index, &record)?;
+                    return Ok(true);
+                }
+            }
+            record.stop_requested = false;
+            settle_dependents(jobs, index, &record, ParentEnd::Finished, now)?;
             if record.result_ttl_ms == 0 {
                 jobs.remove(done.id.as_bytes())?;
                 return Ok(true);
@@ -1076,20 +1354,184 @@ fn apply_outcome(
                 seq,
             )
             .encode();
+            write(jobs, index, &record)?;
         }
         Outcome::Failure(message) => {
-            record.push_history(AttemptLog {
-                attempt: record.attempts,
-                started_at,
-                ended_at: now,
-                error: Some(message.clone()),
-                retry_at: None,
-            });
-            fail_attempt(&mut record, message, now, seq);
+            record.push_history(log.failed(message.clone()));
+            fail_and_write(jobs, index, &mut record, message, now, seq)?;
         }
     }
-    write(jobs, index, &record)?;
     Ok(true)
+}
+
+/// The `READY` key of a job due at `due`. A job queued `at_front` sorts
+/// before every other queued job (time 0), the latest first, as rq's
+/// `at_front` pushes on the head of its list.
+fn ready_key(queue: u32, due: u64, seq: u64, at_front: bool) -> IndexKey {
+    if at_front {
+        IndexKey::new(queue, Class::Ready, 0, u64::MAX - seq)
+    } else {
+        IndexKey::new(queue, Class::Ready, due, seq)
+    }
+}
+
+/// Moves a waiting job whose `ttl` ran out to the canceled registry, with
+/// the reason, and settles its dependents. The caller removed nothing yet.
+fn discard_expired(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    record: &mut JobRecord,
+    now: u64,
+) -> TxResult<()> {
+    let key = record.index_key();
+    index.remove(&record.key[..])?;
+    let waited = now.saturating_sub(record.enqueued_at);
+    record.error = Some(format!(
+        "expired: its ttl ran out after it waited {waited} ms without starting"
+    ));
+    record.ended_at = Some(now);
+    record.key = IndexKey::new(key.queue, Class::Canceled, now, key.seq).encode();
+    write(jobs, index, record)?;
+    settle_dependents(jobs, index, record, ParentEnd::Lost("expired"), now)?;
+    Ok(())
+}
+
+/// Whether a job in `class` has not finished yet (its dependents wait).
+fn pending(class: Class) -> bool {
+    matches!(class, Class::Ready | Class::Started | Class::Deferred)
+}
+
+/// How a parent ended, for its dependents.
+#[derive(Debug, Clone, Copy)]
+enum ParentEnd {
+    Finished,
+    /// The parent will not finish: it failed, was stopped, canceled or
+    /// deleted (the text says which, after "which").
+    Lost(&'static str),
+}
+
+/// Resolves a new job's `waiting_on` against its parents, inside the
+/// enqueue transaction: finished parents drop out, unfinished ones learn of
+/// their new dependent, and a lost parent cancels the job (unless it allows
+/// failure). Leaves `record.key` `DEFERRED` if parents remain, canceled if a
+/// parent was lost, and as it was (`READY`) otherwise.
+fn link_parents(jobs: &TransactionalTree, record: &mut JobRecord, now: u64) -> TxResult<()> {
+    if record.waiting_on.is_empty() {
+        return Ok(());
+    }
+    let key = record.index_key();
+    let mut waiting = Vec::new();
+    let mut lost: Option<String> = None;
+    for dep in std::mem::take(&mut record.waiting_on) {
+        if dep.id == record.id {
+            return abort(Error::InvalidArgument {
+                what: "depends_on",
+                reason: format!("job {:?} cannot depend on itself", record.id),
+            });
+        }
+        let Some(raw) = jobs.get(dep.id.as_bytes())? else {
+            return abort(Error::InvalidArgument {
+                what: "depends_on",
+                reason: format!(
+                    "job {:?} depends on job {:?}, which does not exist (never enqueued, \
+                     deleted, or expired after its result_ttl); enqueue the parent first",
+                    record.id, dep.id
+                ),
+            });
+        };
+        let mut parent = match decode_record(dep.id.as_bytes(), &raw) {
+            Ok(p) => p,
+            Err(e) => return abort(e),
+        };
+        match parent.index_key().class {
+            Class::Finished => {}
+            Class::Failed | Class::Canceled | Class::Stopped => {
+                if !dep.allow_failure && lost.is_none() {
+                    let how = status_of(&parent.index_key(), now);
+                    lost = Some(format!(
+                        "canceled: it depends on job {:?}, which is {how}",
+                        dep.id
+                    ));
+                }
+            }
+            Class::Ready | Class::Started | Class::Deferred => {
+                parent.dependents.push(record.id.clone());
+                jobs.insert(parent.id.as_bytes(), encode_record(&parent))?;
+                waiting.push(dep);
+            }
+        }
+    }
+    if let Some(reason) = lost {
+        record.error = Some(reason);
+        record.ended_at = Some(now);
+        record.key = IndexKey::new(key.queue, Class::Canceled, now, key.seq).encode();
+    } else if !waiting.is_empty() {
+        record.waiting_on = waiting;
+        record.key = deferred_key(key.queue, record.expires_at, key.seq).encode();
+    }
+    Ok(())
+}
+
+fn deferred_key(queue: u32, expires_at: Option<u64>, seq: u64) -> IndexKey {
+    IndexKey::new(queue, Class::Deferred, expires_at.unwrap_or(u64::MAX), seq)
+}
+
+/// Tells the dependents of `parent` (which just finished or was lost) and,
+/// for dependents canceled by a lost parent, their dependents in turn. A
+/// dependent whose last parent finished is queued. Runs inside the
+/// transaction of the parent's own transition, so a crash never strands
+/// dependents. Returns how many jobs it queued or canceled.
+fn settle_dependents(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    parent: &JobRecord,
+    end: ParentEnd,
+    now: u64,
+) -> TxResult<usize> {
+    let mut work = vec![(parent.id.clone(), parent.dependents.clone(), end)];
+    let mut moved = 0;
+    while let Some((parent_id, dependents, end)) = work.pop() {
+        for child_id in dependents {
+            let Some(mut child) = decode_in_tx(jobs, child_id.as_bytes())? else {
+                continue; // deleted since
+            };
+            let key = child.index_key();
+            if key.class != Class::Deferred {
+                continue;
+            }
+            let Some(pos) = child.waiting_on.iter().position(|d| d.id == parent_id) else {
+                continue; // a job re-created under the same id
+            };
+            let dep = child.waiting_on.remove(pos);
+            if let ParentEnd::Lost(how) = end {
+                if !dep.allow_failure {
+                    index.remove(&child.key[..])?;
+                    child.error = Some(format!(
+                        "canceled: it depends on job {parent_id:?}, which {how}"
+                    ));
+                    child.ended_at = Some(now);
+                    child.key = IndexKey::new(key.queue, Class::Canceled, now, key.seq).encode();
+                    write(jobs, index, &child)?;
+                    moved += 1;
+                    work.push((
+                        child.id.clone(),
+                        child.dependents.clone(),
+                        ParentEnd::Lost("was canceled"),
+                    ));
+                    continue;
+                }
+            }
+            if child.waiting_on.is_empty() {
+                index.remove(&child.key[..])?;
+                let due = child.due.max(now);
+                child.key =
+                    ready_key(key.queue, due, key.seq, child.at_front && due <= now).encode();
+                moved += 1;
+            }
+            write(jobs, index, &child)?;
+        }
+    }
+    Ok(moved)
 }
 
 /// Whether the journal's run start is a run whose claim was lost: the job is
