@@ -74,7 +74,9 @@ mod handlers;
 mod job;
 mod queue;
 mod retry;
+mod stats;
 mod store;
+mod verify;
 mod worker;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
@@ -84,9 +86,11 @@ pub use crate::handlers::{Context, Handlers, JobError};
 pub use crate::job::{Attempt, Job, JobInfo, Status};
 pub use crate::queue::{JobBuilder, Queue, Registry, DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL};
 pub use crate::retry::{Interval, Retry};
+pub use crate::stats::{prometheus, QueueStats, Stats};
 pub use crate::store::{
     Durability, Store, StoreBuilder, BUFFERED_FLUSH_MS, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_PAYLOAD,
 };
+pub use crate::verify::{Problem, ProblemKind, VerifyReport};
 pub use crate::worker::{Worker, WorkerBuilder, WorkerStats, DEFAULT_LEASE};
 
 /// Entry points for the fuzz targets under `fuzz/`. Not part of the API:
