@@ -131,7 +131,7 @@ impl Engine {
                         ProblemKind::UndecodableRecord,
                         format!(
                             "the record of job {id:?} does not decode: {}; a worker fails it \
-                             as corrupt (keeping its bytes) when it reaches the job, or delete it",
+                             as corrupt (keeping its bytes) when it reaches the job",
                             detail(&e)
                         ),
                     );
