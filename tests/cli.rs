@@ -188,20 +188,31 @@ fn info_shows_counts_per_queue_and_status() {
 
 #[test]
 fn info_watch_refreshes_until_stopped() {
+    use std::io::BufRead as _;
     let (_dir, path) = populated();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("dueq"))
         .arg("--store")
         .arg(&path)
-        .args(["info", "--watch", "0.2", "--json"])
+        .args(["info", "--watch", "0.1", "--json"])
+        .env_remove("DUEQ_STORE")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    // Generous: a loaded CI machine may take a while per refresh.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines.len() < 3 && Instant::now() < deadline {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        lines.push(json(&line));
+    }
     child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let lines = json_lines(&stdout(&out));
-    assert!(lines.len() >= 2, "{lines:?}");
-    assert!(lines.iter().all(|l| l["totals"]["total"] == 5));
+    child.wait().unwrap();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l["totals"]["total"] == 5), "{lines:?}");
 }
 
 #[test]
