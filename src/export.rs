@@ -114,20 +114,8 @@ struct HistoryLine {
     result: Option<Box<RawValue>>,
 }
 
-fn state_name(class: Class) -> &'static str {
-    match class {
-        Class::Ready => "ready",
-        Class::Started => "started",
-        Class::Finished => "finished",
-        Class::Failed => "failed",
-        Class::Canceled => "canceled",
-        Class::Deferred => "deferred",
-        Class::Stopped => "stopped",
-    }
-}
-
 fn state_class(name: &str) -> Option<Class> {
-    Class::ALL.into_iter().find(|c| state_name(*c) == name)
+    Class::ALL.into_iter().find(|c| c.name() == name)
 }
 
 fn raw_json(bytes: &[u8], what: &str) -> Result<Box<RawValue>> {
@@ -188,7 +176,7 @@ impl Store {
                     .as_deref()
                     .map(|r| raw_json(r, &what))
                     .transpose()?,
-                state: state_name(key.class).into(),
+                state: key.class.name().into(),
                 time: key.time,
                 seq: key.seq,
                 history: record

@@ -75,7 +75,9 @@ mod job;
 mod queue;
 mod repeat;
 mod retry;
+mod stats;
 mod store;
+mod verify;
 mod worker;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
@@ -89,9 +91,11 @@ pub use crate::queue::{
 };
 pub use crate::repeat::Repeat;
 pub use crate::retry::{Interval, Retry};
+pub use crate::stats::{prometheus, QueueStats, Stats};
 pub use crate::store::{
     Durability, Store, StoreBuilder, BUFFERED_FLUSH_MS, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_PAYLOAD,
 };
+pub use crate::verify::{Problem, ProblemKind, VerifyReport};
 pub use crate::worker::{
     DequeueStrategy, Worker, WorkerBuilder, WorkerStats, DEFAULT_CALLBACK_TIMEOUT, DEFAULT_LEASE,
 };

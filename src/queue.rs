@@ -565,23 +565,24 @@ impl JobBuilder {
             When::In(d) => now.saturating_add(dur_ms(d)),
             When::At(t) => to_ms(t).max(now),
         };
-        let limit =
-            match self.limit {
-                Some((key, 0)) => return Err(Error::InvalidArgument {
+        let limit = match self.limit {
+            Some((key, 0)) => {
+                return Err(Error::InvalidArgument {
                     what: "limit_key",
                     reason: format!(
                         "the limit of key {key:?} is 0, so no job could ever run; use 1 or more"
                     ),
-                }),
-                Some((key, _)) if key.is_empty() => {
-                    return Err(Error::InvalidArgument {
-                        what: "limit_key",
-                        reason: "the key is empty".into(),
-                    })
-                }
-                Some((key, max)) => Some(Limit { key, max }),
-                None => None,
-            };
+                })
+            }
+            Some((key, _)) if key.is_empty() => {
+                return Err(Error::InvalidArgument {
+                    what: "limit_key",
+                    reason: "the key is empty".into(),
+                })
+            }
+            Some((key, max)) => Some(Limit { key, max }),
+            None => None,
+        };
         let meta = serde_json::to_vec(&self.meta?).map_err(|e| Error::Encode {
             what: "meta",
             detail: e.to_string(),

@@ -46,6 +46,19 @@ impl Class {
         Class::Stopped,
     ];
 
+    /// The class's name in exports and reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Class::Ready => "ready",
+            Class::Started => "started",
+            Class::Finished => "finished",
+            Class::Failed => "failed",
+            Class::Canceled => "canceled",
+            Class::Deferred => "deferred",
+            Class::Stopped => "stopped",
+        }
+    }
+
     fn from_u8(b: u8) -> Option<Class> {
         Class::ALL.into_iter().find(|c| *c as u8 == b)
     }

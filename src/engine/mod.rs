@@ -8,6 +8,7 @@ mod ops;
 mod record;
 mod signal;
 mod trees;
+mod verify;
 
 pub(crate) use codec::{decode_json, encode_json};
 pub(crate) use commit::Committer;

@@ -1,25 +1,82 @@
 //! `dueq`: the command-line tool for dueq stores.
 //!
 //! Built only with the `cli` feature (`cargo run --features cli -- ...`), so
-//! that library users do not pull in the CLI's dependencies. One subcommand
-//! per task; today `bench`, later `info`, `jobs`, `show`, `requeue`, ...
+//! that library users do not pull in the CLI's dependencies. Each command is
+//! a thin layer over the library's public API: no store access the library
+//! does not offer.
 
 #![forbid(unsafe_code)]
 
 mod bench;
+mod inspect;
+mod manage;
+mod transfer;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// dueq: an embedded, durable, rq-style job queue on sled.
 #[derive(Debug, Parser)]
-#[command(name = "dueq", version, about, propagate_version = true)]
+#[command(
+    name = "dueq",
+    version,
+    propagate_version = true,
+    about = "Inspect and manage dueq job stores: an embedded, durable, rq-style job queue on sled.",
+    long_about = "Inspect and manage dueq job stores: an embedded, durable, rq-style job queue on sled.
+
+sled lets one process open a store at a time. While your application has the \
+store open, these commands cannot: they fail at once (exit code 2) with \"the \
+store at PATH is open in another process\". Stop the application first, or do \
+the same from inside it through the library API (Store::stats, Store::verify, \
+Job::requeue, Store::export, ...).
+
+Every command takes --json for scripts: one JSON object, or one JSON object \
+per line for lists (jobs, and the per-id results of requeue, cancel and delete).
+
+Exit codes: 0 ok; 1 the job or queue named was not found, was not in a state \
+that allows the command, or a check (verify) failed; 2 usage error, or the \
+store could not be opened or read."
+)]
 struct Cli {
+    /// The store's directory. Commands other than `enqueue` and `import`
+    /// never create one.
+    #[arg(long, global = true, env = "DUEQ_STORE", value_name = "PATH")]
+    store: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Jobs per queue and status, and the store's size (like `rq info`).
+    Info(inspect::InfoArgs),
+    /// A table of jobs, filtered by queue and status.
+    Jobs(inspect::JobsArgs),
+    /// One job in full: arguments, attempts, result, errors.
+    Show(inspect::ShowArgs),
+    /// Puts failed jobs back in their queue (only failed jobs, as in rq).
+    Requeue(manage::RequeueArgs),
+    /// Cancels queued or scheduled jobs.
+    Cancel(manage::IdsArgs),
+    /// Deletes jobs, whatever their state.
+    Delete(manage::IdsArgs),
+    /// Deletes every queued job of a queue (scheduled jobs stay).
+    Empty(manage::EmptyArgs),
+    /// Deletes every finished, failed or canceled job (of one queue or all).
+    Purge(manage::PurgeArgs),
+    /// Enqueues a job for the application's workers to run (like `rq
+    /// enqueue`). Creates the store if it does not exist.
+    Enqueue(manage::EnqueueArgs),
+    /// Writes every job to FILE (or stdout) as JSON Lines.
+    Export(transfer::ExportArgs),
+    /// Reads jobs written by `export` into the store. Creates the store if
+    /// it does not exist.
+    Import(transfer::ImportArgs),
+    /// Checks the store's invariants; exit code 1 if anything is wrong.
+    Verify(inspect::VerifyArgs),
     /// Runs the standard performance workloads on a temporary store and
     /// prints a table (or JSON lines).
     Bench(bench::BenchArgs),
@@ -34,11 +91,36 @@ enum Command {
     BenchOpen(bench::OpenArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = cli.store.as_deref();
     match cli.command {
-        Command::Bench(args) => bench::run(&args),
-        Command::BenchWorkload(args) => bench::run_workload_child(&args),
-        Command::BenchOpen(args) => bench::open_child(&args),
+        Command::Info(args) => inspect::info(store, &args),
+        Command::Jobs(args) => inspect::jobs(store, &args),
+        Command::Show(args) => inspect::show(store, &args),
+        Command::Verify(args) => inspect::verify(store, &args),
+        Command::Requeue(args) => manage::requeue(store, &args),
+        Command::Cancel(args) => manage::cancel(store, &args),
+        Command::Delete(args) => manage::delete(store, &args),
+        Command::Empty(args) => manage::empty(store, &args),
+        Command::Purge(args) => manage::purge(store, &args),
+        Command::Enqueue(args) => manage::enqueue(store, &args),
+        Command::Export(args) => transfer::export(store, &args),
+        Command::Import(args) => transfer::import(store, &args),
+        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::BenchWorkload(args) => {
+            bench::run_workload_child(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::BenchOpen(args) => bench::open_child(&args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) if util::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dueq: error: {e:#}");
+            ExitCode::from(util::exit_code(&e))
+        }
     }
 }

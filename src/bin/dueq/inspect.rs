@@ -1,0 +1,452 @@
+//! The read-only commands: `info`, `jobs`, `show`, `verify`.
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+use comfy_table::{Cell, CellAlignment};
+use dueq::{JobInfo, Queue, Stats, Status, Store};
+use serde_json::{json, Value};
+
+use crate::util::{self, emit, emit_json, Create, NotFound, Output, StoreBusy};
+
+/// Options of `dueq info`.
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    /// Refresh every SECS seconds until interrupted. The store is opened
+    /// only for each refresh, so the application can open it in between;
+    /// with --json, one object per refresh and line.
+    #[arg(long, value_name = "SECS")]
+    watch: Option<f64>,
+    /// Print the counts in the Prometheus text exposition format.
+    #[arg(long, conflicts_with = "json")]
+    prometheus: bool,
+    #[command(flatten)]
+    out: Output,
+}
+
+pub(crate) fn info(path: Option<&Path>, args: &InfoArgs) -> anyhow::Result<ExitCode> {
+    let Some(secs) = args.watch else {
+        let stats = util::open(path, Create::Never)?.stats()?;
+        print_info(path, &stats, args)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let every = Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow!("--watch takes a positive number of seconds, not {secs}"))?;
+    let clear = !args.out.json && std::io::stdout().is_terminal();
+    let mut first = true;
+    loop {
+        // Closed again at once: a store held between refreshes would lock
+        // the application out.
+        let stats = util::open(path, Create::Never).and_then(|s| Ok(s.stats()?));
+        match stats {
+            Ok(stats) => {
+                if clear {
+                    emit("\x1b[2J\x1b[H")?;
+                }
+                print_info(path, &stats, args)?;
+            }
+            // The application may open the store between two refreshes; say
+            // so and keep watching. At the first refresh, fail as any
+            // command does.
+            Err(e) if !first && e.downcast_ref::<StoreBusy>().is_some() => {
+                eprintln!("dueq: {e}; retrying in {secs} s");
+            }
+            Err(e) => return Err(e),
+        }
+        first = false;
+        std::thread::sleep(every);
+    }
+}
+
+fn print_info(path: Option<&Path>, stats: &Stats, args: &InfoArgs) -> anyhow::Result<()> {
+    if args.prometheus {
+        return emit(&dueq::prometheus(stats));
+    }
+    let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+    if args.out.json {
+        let counts = |count: &dyn Fn(Status) -> usize| {
+            let mut map = serde_json::Map::new();
+            for status in Stats::STATUSES {
+                map.insert(status.as_str().into(), json!(count(status)));
+            }
+            map
+        };
+        let queues: Vec<Value> = stats
+            .queues
+            .iter()
+            .map(|q| {
+                let mut map = counts(&|s| q.count(s));
+                map.insert("name".into(), json!(q.name));
+                map.insert("total".into(), json!(q.total()));
+                Value::Object(map)
+            })
+            .collect();
+        let mut totals = counts(&|s| stats.count(s));
+        totals.insert("total".into(), json!(stats.total()));
+        return emit_json(&json!({
+            "store": path,
+            "taken_at": util::time(stats.taken_at),
+            "size_on_disk": stats.size_on_disk,
+            "queues": queues,
+            "totals": totals,
+        }));
+    }
+    let mut header = vec!["queue"];
+    header.extend(Stats::STATUSES.iter().map(|s| s.as_str()));
+    header.push("total");
+    let mut table = util::table(header);
+    let number = |n: usize| Cell::new(n).set_alignment(CellAlignment::Right);
+    for q in &stats.queues {
+        let mut row = vec![Cell::new(&q.name)];
+        row.extend(Stats::STATUSES.iter().map(|&s| number(q.count(s))));
+        row.push(number(q.total()));
+        table.add_row(row);
+    }
+    let mut row = vec![Cell::new("(all)")];
+    row.extend(Stats::STATUSES.iter().map(|&s| number(stats.count(s))));
+    row.push(number(stats.total()));
+    table.add_row(row);
+    emit(&format!(
+        "{table}\n{} queue(s), {} job(s); store {path}: {} on disk, at {}",
+        stats.queues.len(),
+        stats.total(),
+        util::bytes(stats.size_on_disk),
+        util::time(stats.taken_at),
+    ))
+}
+
+/// Options of `dueq jobs`.
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    /// Only jobs of this queue.
+    #[arg(long, value_name = "Q")]
+    queue: Option<String>,
+    /// Only jobs with this status (queued, scheduled, started, finished,
+    /// failed, canceled).
+    #[arg(long, value_name = "S", value_parser = util::parse_status)]
+    status: Option<Status>,
+    /// Show at most N jobs.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    limit: usize,
+    #[command(flatten)]
+    out: Output,
+}
+
+/// A job listed by `jobs`: its snapshot, or the error reading it gave.
+enum Listed {
+    Job(Box<JobInfo>),
+    Unreadable {
+        id: String,
+        queue: String,
+        status: Status,
+        error: String,
+    },
+}
+
+/// The ids of `queue`'s jobs with `status`, at most `limit`.
+fn ids(queue: &Queue, status: Status, limit: usize) -> anyhow::Result<Vec<String>> {
+    Ok(match status {
+        Status::Queued => queue.job_ids_page(0, limit)?,
+        Status::Scheduled => queue.scheduled().job_ids_page(0, limit)?,
+        Status::Started => queue.started().job_ids_page(0, limit)?,
+        Status::Finished => queue.finished().job_ids_page(0, limit)?,
+        Status::Failed => queue.failed().job_ids_page(0, limit)?,
+        Status::Canceled => queue.canceled().job_ids_page(0, limit)?,
+        Status::Deferred => queue.deferred().job_ids_page(0, limit)?,
+        Status::Stopped => queue.stopped().job_ids_page(0, limit)?,
+        other => anyhow::bail!("this dueq cannot list {other} jobs yet"),
+    })
+}
+
+fn list(store: &Store, args: &JobsArgs) -> anyhow::Result<Vec<Listed>> {
+    let statuses: Vec<Status> = match args.status {
+        Some(s) => vec![s],
+        None => Stats::STATUSES.to_vec(),
+    };
+    let mut listed = Vec::new();
+    for queue in util::queues(store, args.queue.as_deref())? {
+        for &status in &statuses {
+            let left = args.limit - listed.len();
+            if left == 0 {
+                return Ok(listed);
+            }
+            for id in ids(&queue, status, left)? {
+                match store
+                    .job(&id)
+                    .and_then(|job| job.map(|j| j.info()).transpose())
+                {
+                    Ok(Some(info)) => listed.push(Listed::Job(Box::new(info))),
+                    // Deleted or expired since the ids were read.
+                    Ok(None) | Err(dueq::Error::NoSuchJob { .. }) => {}
+                    Err(e @ dueq::Error::Corrupt { .. }) => listed.push(Listed::Unreadable {
+                        id,
+                        queue: queue.name().to_owned(),
+                        status,
+                        error: e.to_string(),
+                    }),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(listed)
+}
+
+pub(crate) fn jobs(path: Option<&Path>, args: &JobsArgs) -> anyhow::Result<ExitCode> {
+    let store = util::open(path, Create::Never)?;
+    let listed = list(&store, args)?;
+    drop(store);
+    if args.out.json {
+        let mut lines = String::new();
+        for job in &listed {
+            let value = match job {
+                Listed::Job(info) => summary_json(info),
+                Listed::Unreadable {
+                    id,
+                    queue,
+                    status,
+                    error,
+                } => json!({"id": id, "queue": queue, "status": status, "unreadable": error}),
+            };
+            lines.push_str(&value.to_string());
+            lines.push('\n');
+        }
+        if !lines.is_empty() {
+            emit(&lines)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if listed.is_empty() {
+        emit("no jobs")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = util::table([
+        "id", "queue", "status", "handler", "attempts", "enqueued", "ended", "error",
+    ]);
+    for job in &listed {
+        match job {
+            Listed::Job(info) => table.add_row(vec![
+                Cell::new(&info.id),
+                Cell::new(&info.queue),
+                Cell::new(info.status),
+                Cell::new(&info.handler),
+                Cell::new(info.attempts).set_alignment(CellAlignment::Right),
+                Cell::new(util::time(info.enqueued_at)),
+                Cell::new(util::time_or_dash(info.ended_at)),
+                Cell::new(
+                    info.error
+                        .as_deref()
+                        .map_or("-".into(), |e| util::short(e, 40)),
+                ),
+            ]),
+            Listed::Unreadable {
+                id,
+                queue,
+                status,
+                error,
+            } => table.add_row(vec![
+                Cell::new(id),
+                Cell::new(queue),
+                Cell::new(status),
+                Cell::new("?"),
+                Cell::new("?"),
+                Cell::new("?"),
+                Cell::new("?"),
+                Cell::new(util::short(error, 40)),
+            ]),
+        };
+    }
+    let mut text = table.to_string();
+    if listed.len() == args.limit {
+        text.push_str(&format!(
+            "\nshowing the first {} jobs; pass --limit for more",
+            args.limit
+        ));
+    }
+    emit(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON text as a JSON value, or as a string if it does not parse.
+fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+fn summary_json(info: &JobInfo) -> Value {
+    json!({
+        "id": info.id,
+        "queue": info.queue,
+        "status": info.status,
+        "handler": info.handler,
+        "attempts": info.attempts,
+        "enqueued_at": util::time(info.enqueued_at),
+        "due_at": info.due_at.map(util::time),
+        "started_at": info.started_at.map(util::time),
+        "ended_at": info.ended_at.map(util::time),
+        "error": info.error,
+    })
+}
+
+/// Options of `dueq show`.
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The job's id.
+    id: String,
+    #[command(flatten)]
+    out: Output,
+}
+
+pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = util::open(path, Create::Never)?;
+    let Some(job) = store.job(&args.id)? else {
+        return Err(anyhow!(NotFound(format!(
+            "no job with id {:?} (never enqueued, deleted, or expired)",
+            args.id
+        ))));
+    };
+    let info = job.info()?;
+    let quarantined = store.quarantined(&args.id)?.map(|raw| raw.len());
+    drop((job, store));
+    let args_value = json_value(&info.args_json);
+    let result = info.result_json.as_deref().map(json_value);
+    let retry = info.retry.as_ref().map(serde_json::to_value).transpose()?;
+    if args.out.json {
+        let mut value = summary_json(&info);
+        let map = value.as_object_mut().expect("summary_json makes an object");
+        map.insert("description".into(), json!(info.description));
+        map.insert("args".into(), args_value);
+        map.insert("result".into(), json!(result));
+        map.insert("retry".into(), json!(retry));
+        map.insert("quarantined_bytes".into(), json!(quarantined));
+        let history: Vec<Value> = info
+            .attempts_log
+            .iter()
+            .map(|a| {
+                json!({
+                    "number": a.number,
+                    "started_at": util::time(a.started_at),
+                    "ended_at": util::time(a.ended_at),
+                    "error": a.error,
+                    "retry_at": a.retry_at.map(util::time),
+                })
+            })
+            .collect();
+        map.insert("history".into(), Value::Array(history));
+        emit_json(&value)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = util::table(["field", "value"]);
+    let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+    let rows: Vec<(&str, String)> = vec![
+        ("id", info.id.clone()),
+        ("queue", info.queue.clone()),
+        ("status", info.status.to_string()),
+        ("handler", info.handler.clone()),
+        ("description", dash(info.description.clone())),
+        ("attempts", info.attempts.to_string()),
+        ("retry", dash(retry.map(|r| r.to_string()))),
+        ("enqueued", util::time(info.enqueued_at)),
+        ("due", util::time_or_dash(info.due_at)),
+        ("started", util::time_or_dash(info.started_at)),
+        ("ended", util::time_or_dash(info.ended_at)),
+        ("error", dash(info.error.clone())),
+    ];
+    for (field, value) in rows {
+        table.add_row(vec![field.to_owned(), value]);
+    }
+    let mut text = format!(
+        "{table}\narguments:\n{}\n",
+        serde_json::to_string_pretty(&args_value)?
+    );
+    if let Some(result) = &result {
+        text.push_str(&format!(
+            "result:\n{}\n",
+            serde_json::to_string_pretty(result)?
+        ));
+    }
+    if let Some(n) = quarantined {
+        text.push_str(&format!(
+            "its original record did not decode; {n} raw bytes are kept in quarantine\n"
+        ));
+    }
+    if info.attempts_log.is_empty() {
+        text.push_str("attempts: none yet\n");
+    } else {
+        let mut attempts = util::table(["attempt", "started", "ended", "outcome", "retry at"]);
+        for a in &info.attempts_log {
+            attempts.add_row(vec![
+                a.number.to_string(),
+                util::time(a.started_at),
+                util::time(a.ended_at),
+                a.error.clone().unwrap_or_else(|| "ok".into()),
+                util::time_or_dash(a.retry_at),
+            ]);
+        }
+        text.push_str(&format!("attempts (the last ten):\n{attempts}\n"));
+    }
+    emit(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `dueq verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    out: Output,
+}
+
+pub(crate) fn verify(path: Option<&Path>, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let report = util::open(path, Create::Never)?.verify()?;
+    let code = if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(util::EXIT_FAILED)
+    };
+    if args.out.json {
+        let problems: Vec<Value> = report
+            .problems
+            .iter()
+            .map(|p| json!({"kind": p.kind, "message": p.message}))
+            .collect();
+        emit_json(&json!({
+            "ok": report.is_ok(),
+            "jobs": report.jobs,
+            "index_entries": report.index_entries,
+            "problems": problems,
+            "quarantined": report.quarantined,
+        }))?;
+        return Ok(code);
+    }
+    let mut text = format!(
+        "checked {} job record(s) and {} index entries: ",
+        report.jobs, report.index_entries
+    );
+    if report.is_ok() {
+        text.push_str("no problems\n");
+    } else {
+        text.push_str(&format!("{} problem(s)\n", report.problems.len()));
+        for (i, p) in report.problems.iter().enumerate() {
+            text.push_str(&format!("{:>4}. {p}\n", i + 1));
+        }
+        text.push_str(
+            "to rebuild the store from its records: `dueq export FILE`, then \
+             `dueq --store NEW_PATH import FILE` (records that do not decode are left out)\n",
+        );
+    }
+    if !report.quarantined.is_empty() {
+        text.push_str(&format!(
+            "{} job(s) had a record that did not decode and are failed as corrupt, their raw \
+             bytes quarantined (see `dueq show ID`): {}\n",
+            report.quarantined.len(),
+            report.quarantined.join(", ")
+        ));
+    }
+    emit(&text)?;
+    Ok(code)
+}
