@@ -133,6 +133,22 @@ pub enum Error {
         id: String,
     },
 
+    /// No schedule has this name.
+    #[error("no schedule named {name:?}; list them with Store::schedules")]
+    NoSuchSchedule {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// A cron expression that does not parse.
+    #[error("bad cron expression {expr:?}: {detail}; use 5 fields (minute hour day month weekday), e.g. \"0 3 * * *\", in UTC")]
+    InvalidCron {
+        /// The expression.
+        expr: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
     /// The operation does not apply to a job in its current state.
     #[error("cannot {action} job {id:?}: it is {status}{hint}")]
     InvalidState {

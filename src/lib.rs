@@ -75,6 +75,7 @@ mod job;
 mod queue;
 mod repeat;
 mod retry;
+mod schedule;
 mod stats;
 mod store;
 mod verify;
@@ -91,6 +92,7 @@ pub use crate::queue::{
 };
 pub use crate::repeat::Repeat;
 pub use crate::retry::{Interval, Retry};
+pub use crate::schedule::{ScheduleBuilder, ScheduleInfo};
 pub use crate::stats::{prometheus, QueueStats, Stats};
 pub use crate::store::{
     Durability, Store, StoreBuilder, BUFFERED_FLUSH_MS, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_PAYLOAD,

@@ -45,6 +45,8 @@ const MAX_QUEUE_NAME_LEN: usize = 200;
 pub struct Queue {
     store: Store,
     name: Arc<str>,
+    /// Set for a synchronous queue ([`Queue::sync`]).
+    sync: Option<Arc<crate::Handlers>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -58,7 +60,69 @@ impl Queue {
         Queue {
             store,
             name: name.into(),
+            sync: None,
         }
+    }
+
+    /// This queue in synchronous mode, for tests (rq's `is_async=False`):
+    /// `enqueue` stores the job, then runs it at once on the calling
+    /// thread with `handlers`, before returning. Statuses, results, history
+    /// and callbacks are as with a worker; a failure is final (no retries,
+    /// as in rq). Jobs it queues by finishing (its dependents on this
+    /// queue) run inline too. Jobs due later, and deferred jobs, are stored
+    /// and left to workers. A `job_timeout` is reported through
+    /// [`Context::should_stop`](crate::Context::should_stop) but not
+    /// enforced (no other thread watches the run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::{Handlers, JobError, Status};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("add", |(a, b): (i32, i32)| -> Result<i32, JobError> { Ok(a + b) });
+    /// let q = store.queue("default").sync(handlers);
+    /// let job = q.enqueue("add", &(2, 3))?;
+    /// assert_eq!(job.status()?, Status::Finished);
+    /// assert_eq!(job.result::<i32>()?, Some(5));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
+    pub fn sync(mut self, handlers: crate::Handlers) -> Queue {
+        self.sync = Some(Arc::new(handlers));
+        self
+    }
+
+    /// Runs `ids` inline (synchronous mode), then the dependents on this
+    /// queue that their finishing queued.
+    fn run_inline(&self, handlers: &crate::Handlers, ids: Vec<String>) -> Result<()> {
+        let runner = crate::worker::Runner {
+            store: &self.store,
+            handlers,
+            lease: crate::worker::DEFAULT_LEASE,
+            callback_timeout: crate::worker::DEFAULT_CALLBACK_TIMEOUT,
+        };
+        let engine = self.store.engine();
+        let mut work: std::collections::VecDeque<String> = ids.into();
+        while let Some(id) = work.pop_front() {
+            let now = self.store.now_ms();
+            let lease = crate::clock::dur_ms(runner.lease);
+            let Some(claimed) = engine.claim_one(&id, &self.name, lease, now)? else {
+                continue;
+            };
+            let state = Arc::new(crate::handlers::RunState::new());
+            let outcome = crate::worker::execute(&runner, &claimed, &state);
+            let done = crate::engine::Done {
+                id: claimed.id.clone(),
+                token: claimed.token,
+                outcome,
+                ended_at: self.store.now_ms(),
+                thread: std::thread::current().name().map(str::to_owned),
+                final_attempt: true,
+            };
+            work.extend(engine.finish_inline(&done)?);
+        }
+        self.store.commit()
     }
 
     /// The queue's name.
@@ -160,9 +224,15 @@ impl Queue {
             .collect::<Result<_>>()?;
         let records = self.store.engine().enqueue(new, now)?;
         self.store.commit()?;
-        Ok(records
+        let ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
+        if let Some(handlers) = &self.sync {
+            // Only this queue's jobs run inline: a builder made from another
+            // queue keeps that queue.
+            self.run_inline(handlers, ids.clone())?;
+        }
+        Ok(ids
             .into_iter()
-            .map(|r| Job::new(self.store.clone(), r.id))
+            .map(|id| Job::new(self.store.clone(), id))
             .collect())
     }
 

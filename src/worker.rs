@@ -564,6 +564,13 @@ fn dispatch(
             }
         }
         let quitting = shared.quit.load(Ordering::SeqCst);
+        if !quitting && engine.next_schedule().is_some_and(|t| t <= now) {
+            // Cron and interval schedules: each fire enqueues its job and
+            // advances the schedule in one transaction.
+            if store.fire_schedules().is_err() {
+                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let in_flight = shared.in_flight.load(Ordering::SeqCst);
         if quitting && in_flight == 0 && pending.is_empty() {
             return; // dropping `tx` lets the runners exit
@@ -670,6 +677,9 @@ fn dispatch(
             if let Ok(Some(t)) = engine.next_expiry() {
                 wake = earliest(wake, t.max(next_expiry_run));
             }
+            if let Some(t) = engine.next_schedule() {
+                wake = earliest(wake, t);
+            }
             if free > 0 {
                 if let Ok(Some(t)) = engine.next_wake(&queues) {
                     wake = earliest(wake, t);
@@ -716,6 +726,7 @@ fn time_out_runs(shared: &Shared, mono: u64, now: u64, pending: &mut Vec<Done>) 
             ),
             ended_at: now,
             thread: None,
+            final_attempt: false,
         });
     }
     late.len()
@@ -765,6 +776,7 @@ impl Report<'_> {
                 outcome,
                 ended_at: self.shared.store.now_ms(),
                 thread: std::thread::current().name().map(str::to_owned),
+                final_attempt: false,
             };
             // The dispatcher outlives every run it handed out, so the
             // channel is open.
@@ -791,12 +803,29 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
 }
 
-/// Runs the handler, then the callback the outcome calls for.
 fn run_one(shared: &Shared, run: &Run) -> Outcome {
-    let claimed = &run.claimed;
+    let runner = Runner {
+        store: &shared.store,
+        handlers: &shared.handlers,
+        lease: shared.lease,
+        callback_timeout: shared.callback_timeout,
+    };
+    execute(&runner, &run.claimed, &run.state)
+}
+
+/// What running a job needs: a worker pool's, or a synchronous queue's.
+pub(crate) struct Runner<'a> {
+    pub(crate) store: &'a crate::Store,
+    pub(crate) handlers: &'a Handlers,
+    pub(crate) lease: Duration,
+    pub(crate) callback_timeout: Duration,
+}
+
+/// Runs the handler, then the callback the outcome calls for.
+pub(crate) fn execute(shared: &Runner<'_>, claimed: &Claimed, state: &Arc<RunState>) -> Outcome {
     let now = shared.store.mono_ms();
     let deadline = |ms: u64| now.saturating_add(ms);
-    run.state.deadline.store(
+    state.deadline.store(
         claimed.timeout_ms.map_or(u64::MAX, deadline),
         Ordering::SeqCst,
     );
@@ -809,7 +838,7 @@ fn run_one(shared: &Shared, run: &Run) -> Outcome {
         attempt: claimed.attempt,
         token: claimed.token,
         lease: shared.lease,
-        run: run.state.clone(),
+        run: state.clone(),
     };
     let outcome = match shared.handlers.get(&claimed.handler) {
         None => Outcome::Failure(format!(
@@ -828,11 +857,11 @@ fn run_one(shared: &Shared, run: &Run) -> Outcome {
             }
         }
     };
-    if claimed.callbacks.is_empty() || run.state.timed_out.load(Ordering::SeqCst) {
+    if claimed.callbacks.is_empty() || state.timed_out.load(Ordering::SeqCst) {
         return outcome;
     }
     // The callback gets its own time limit.
-    run.state.deadline.store(
+    state.deadline.store(
         shared
             .store
             .mono_ms()

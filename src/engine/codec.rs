@@ -80,6 +80,38 @@ pub(crate) fn encode_v1(record: &v1::JobRecord) -> Vec<u8> {
     out
 }
 
+/// Version byte of schedule records (bincode 2, standard configuration).
+pub(crate) const SCHEDULE_V1: u8 = 1;
+
+pub(crate) fn encode_schedule(record: &super::schedules::ScheduleRecord) -> Vec<u8> {
+    let mut out = vec![SCHEDULE_V1];
+    bincode::serde::encode_into_std_write(record, &mut out, config())
+        .expect("ScheduleRecord always encodes");
+    out
+}
+
+pub(crate) fn decode_schedule(
+    name: &[u8],
+    bytes: &[u8],
+) -> Result<super::schedules::ScheduleRecord> {
+    let what = || format!("schedule {:?}", String::from_utf8_lossy(name));
+    match bytes.split_first() {
+        Some((&SCHEDULE_V1, rest)) => {
+            let record: super::schedules::ScheduleRecord =
+                decode_exact(rest).map_err(|e| Error::corrupt(what(), e))?;
+            if record.name.as_bytes() != name {
+                return Err(Error::corrupt(what(), "record names another schedule"));
+            }
+            Ok(record)
+        }
+        Some((v, _)) => Err(Error::corrupt(
+            what(),
+            format!("unknown schedule format version {v} (this dueq reads {SCHEDULE_V1})"),
+        )),
+        None => Err(Error::corrupt(what(), "empty record")),
+    }
+}
+
 /// Encodes a payload as JSON, refusing anything above `limit` bytes.
 pub(crate) fn encode_json<T: Serialize + ?Sized>(
     value: &T,

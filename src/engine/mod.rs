@@ -6,6 +6,7 @@ mod journal;
 mod keys;
 mod ops;
 mod record;
+mod schedules;
 mod signal;
 mod trees;
 mod verify;
@@ -15,6 +16,7 @@ pub(crate) use commit::Committer;
 pub(crate) use keys::{Class, IndexKey};
 pub(crate) use ops::{status_of, ClaimPolicy, Claimed, Done, Engine, ExportedKey, NewJob, Outcome};
 pub(crate) use record::{AttemptLog, Callbacks, Dependency, JobRecord, Limit};
+pub(crate) use schedules::{ScheduleRecord, Spec};
 pub(crate) use trees::{OpenOptions, SCHEMA_VERSION};
 
 pub(crate) fn fuzz_decode_record(id: &[u8], bytes: &[u8]) -> bool {

@@ -31,7 +31,7 @@ use crate::retry::Retry;
 const SEQ_OFFSET: &[u8] = b"seq_offset";
 
 /// Queue numbers for a transaction; see `Engine::plan_queues`.
-struct QueuePlan<'a> {
+pub(super) struct QueuePlan<'a> {
     engine: &'a Engine,
     ids: HashMap<String, u32>,
     new: Vec<(String, u32)>,
@@ -39,8 +39,13 @@ struct QueuePlan<'a> {
 }
 
 impl QueuePlan<'_> {
-    fn id(&self, name: &str) -> u32 {
+    pub(super) fn id(&self, name: &str) -> u32 {
         self.ids[name]
+    }
+
+    /// Queues used for the first time: write them with the transaction.
+    pub(super) fn new_queues(&self) -> &[(String, u32)] {
+        &self.new
     }
 
     /// Runs `f` in a transaction over `jobs` and `index`, plus `queues` if
@@ -64,7 +69,7 @@ impl QueuePlan<'_> {
     }
 
     /// Makes the new queues known, after their transaction committed.
-    fn publish(self) {
+    pub(super) fn publish(self) {
         for (name, id) in &self.new {
             self.engine.queue_ids.write().insert(name.clone(), *id);
             self.engine.queue_names.write().insert(*id, name.clone());
@@ -77,9 +82,9 @@ pub(crate) const ABANDONED: &str = "abandoned: the process stopped while the job
 const LEASE_LAPSED: &str =
     "abandoned: the run's lease expired and no run of it was going on in this process";
 
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+pub(super) type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
 
-fn abort<T>(e: Error) -> TxResult<T> {
+pub(super) fn abort<T>(e: Error) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
@@ -147,6 +152,8 @@ pub(crate) struct Done {
     pub(crate) ended_at: u64,
     /// The worker thread that ran it.
     pub(crate) thread: Option<String>,
+    /// No retry, whatever the policy (a synchronous queue's run).
+    pub(crate) final_attempt: bool,
 }
 
 /// A user-requested move between registries (cancel, requeue).
@@ -189,7 +196,11 @@ pub(crate) struct RoundReport {
 
 pub(crate) struct Engine {
     path: PathBuf,
-    trees: Trees,
+    pub(super) trees: Trees,
+    /// Cron and interval schedules, by name (see `schedules`).
+    pub(super) schedules: sled::Tree,
+    /// The earliest `next_fire` of an active schedule (`u64::MAX`: none).
+    pub(super) next_schedule: AtomicU64,
     /// Raw bytes of records that did not decode, by job id.
     quarantine: sled::Tree,
     queue_ids: RwLock<HashMap<String, u32>>,
@@ -217,7 +228,7 @@ pub(crate) struct Engine {
     /// Held (shared) from allocating sequence numbers until their
     /// transaction commits, and (exclusive) by an import while it raises
     /// `seq_offset`, so no key can be allocated below an imported one.
-    seq_lock: RwLock<()>,
+    pub(super) seq_lock: RwLock<()>,
     journal: Journal,
     pub(crate) signal: Arc<Signal>,
 }
@@ -226,6 +237,7 @@ impl Engine {
     pub(crate) fn open(path: &Path, opts: &OpenOptions) -> Result<Engine> {
         let trees = trees::open(path, opts)?;
         let quarantine = trees.db.open_tree("quarantine")?;
+        let schedules = trees.db.open_tree("schedules")?;
         let mut ids = HashMap::new();
         let mut names = HashMap::new();
         for item in trees.queues.iter() {
@@ -244,9 +256,11 @@ impl Engine {
                 .map_err(|_| Error::corrupt("meta seq_offset", "not 8 bytes"))?,
             None => 0,
         };
-        Ok(Engine {
+        let engine = Engine {
             path: path.to_owned(),
             trees,
+            schedules,
+            next_schedule: AtomicU64::new(u64::MAX),
             quarantine,
             queue_ids: RwLock::new(ids),
             queue_names: RwLock::new(names),
@@ -261,7 +275,9 @@ impl Engine {
             seq_lock: RwLock::new(()),
             journal: Journal::open(path)?,
             signal: Arc::new(Signal::default()),
-        })
+        };
+        engine.refresh_next_schedule()?;
+        Ok(engine)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -290,7 +306,7 @@ impl Engine {
     /// published by `QueuePlan::publish` once it committed, so a failed
     /// enqueue creates no queue. The plan holds the allocation lock while new
     /// queues are pending, so two enqueuers cannot take the same number.
-    fn plan_queues<'a>(&'a self, names: &[&str]) -> QueuePlan<'a> {
+    pub(super) fn plan_queues<'a>(&'a self, names: &[&str]) -> QueuePlan<'a> {
         let mut plan = QueuePlan {
             engine: self,
             ids: HashMap::new(),
@@ -333,7 +349,7 @@ impl Engine {
     /// A sequence number (also used as lease token): unique and increasing
     /// across restarts and imports. Call with `seq_lock` held (shared) until
     /// the transaction that uses it commits.
-    fn next_seq(&self) -> Result<u64> {
+    pub(super) fn next_seq(&self) -> Result<u64> {
         Ok(self
             .trees
             .db
@@ -360,23 +376,7 @@ impl Engine {
         let mut records = Vec::with_capacity(new.len());
         for job in new {
             let queue = plan.id(&job.queue);
-            let seq = self.next_seq()?;
-            let key = ready_key(queue, job.due, seq, job.at_front && job.due <= now);
-            let mut r = JobRecord::new(job.id, job.queue, job.handler, job.args, key, now);
-            r.description = job.description;
-            r.retry = job.retry;
-            r.result_ttl_ms = job.result_ttl_ms;
-            r.failure_ttl_ms = job.failure_ttl_ms;
-            r.meta = job.meta;
-            r.timeout_ms = job.timeout_ms;
-            r.expires_at = job.ttl_ms.map(|t| now.saturating_add(t).min(u64::MAX - 1));
-            r.due = job.due;
-            r.at_front = job.at_front;
-            r.waiting_on = job.depends_on;
-            r.callbacks = job.callbacks;
-            r.repeat = job.repeat;
-            r.limit = job.limit;
-            records.push(r);
+            records.push(new_record(job, queue, self.next_seq()?, now));
         }
         let written = plan.tx(|jobs, index| {
             let mut written = Vec::with_capacity(records.len());
@@ -579,26 +579,7 @@ impl Engine {
                         discard_expired(jobs, index, &mut record, now)?;
                         continue;
                     }
-                    record.attempts = record.attempts.saturating_add(1);
-                    record.token = token;
-                    record.started_at = Some(now);
-                    record.ended_at = None;
-                    record.key =
-                        IndexKey::new(key.queue, Class::Started, now.saturating_add(lease_ms), seq)
-                            .encode();
-                    write(jobs, index, &record)?;
-                    claimed.push(Claimed {
-                        id: record.id.clone(),
-                        queue: record.queue.clone(),
-                        handler: record.handler.clone(),
-                        args: record.args.clone(),
-                        attempt: record.attempts,
-                        token,
-                        from_seq: key.seq,
-                        timeout_ms: record.timeout_ms,
-                        callbacks: record.callbacks.clone(),
-                        limit: record.limit.clone(),
-                    });
+                    claimed.push(claim(jobs, index, &mut record, token, seq, lease_ms, now)?);
                 }
                 Ok((
                     written, claimed, abandoned, corrupt, expired, blocked, starts,
@@ -650,6 +631,69 @@ impl Engine {
             self.signal.notify();
         }
         Ok(report)
+    }
+
+    /// Claims job `id` if it is queued (due by `now`) on `queue`, for a
+    /// synchronous queue's inline run. `None` if it is not (deferred,
+    /// scheduled, already taken, or on another queue).
+    pub(crate) fn claim_one(
+        &self,
+        id: &str,
+        queue: &str,
+        lease_ms: u64,
+        now: u64,
+    ) -> Result<Option<Claimed>> {
+        let _seq = self.seq_lock.read();
+        let (token, seq) = (self.next_seq()?, self.next_seq()?);
+        let claimed = self.tx(|jobs, index| {
+            let Some(mut record) = decode_in_tx(jobs, id.as_bytes())? else {
+                return Ok(None);
+            };
+            let key = record.index_key();
+            if key.class != Class::Ready || key.time > now || record.queue != queue {
+                return Ok(None);
+            }
+            index.remove(&record.key[..])?;
+            claim(jobs, index, &mut record, token, seq, lease_ms, now).map(Some)
+        })?;
+        if let Some(c) = &claimed {
+            self.live.lock().insert(c.id.clone(), c.token);
+        }
+        Ok(claimed)
+    }
+
+    /// Records the outcome of an inline (synchronous) run, with no retry:
+    /// a failure is final, as in rq's synchronous mode. Returns the job's
+    /// dependents queued by it.
+    pub(crate) fn finish_inline(&self, done: &Done) -> Result<Vec<String>> {
+        let _seq = self.seq_lock.read();
+        let seq = self.next_seq()?;
+        let released = self.tx(|jobs, index| {
+            let mut done = done.clone();
+            done.final_attempt = true;
+            apply_outcome(jobs, index, &done, seq)?;
+            let Some(record) = decode_in_tx(jobs, done.id.as_bytes())? else {
+                return Ok(Vec::new());
+            };
+            let mut ready = Vec::new();
+            for child in &record.dependents {
+                if let Some(c) = decode_in_tx(jobs, child.as_bytes())? {
+                    if c.index_key().class == Class::Ready {
+                        ready.push(c.id);
+                    }
+                }
+            }
+            Ok(ready)
+        })?;
+        {
+            let mut live = self.live.lock();
+            if live.get(&done.id) == Some(&done.token) {
+                live.remove(&done.id);
+            }
+        }
+        self.stops.lock().remove(&(done.id.clone(), done.token));
+        self.signal.notify();
+        Ok(released)
     }
 
     /// Moves a job whose record does not decode (or an index entry whose
@@ -1358,10 +1402,76 @@ fn apply_outcome(
         }
         Outcome::Failure(message) => {
             record.push_history(log.failed(message.clone()));
-            fail_and_write(jobs, index, &mut record, message, now, seq)?;
+            if done.final_attempt {
+                // No retry number is allowed for this failure; the policy
+                // stays as it was for a later requeue.
+                let base = std::mem::replace(&mut record.attempt_base, u32::MAX);
+                let end = fail_attempt(&mut record, message, now, seq);
+                record.attempt_base = base;
+                write(jobs, index, &record)?;
+                if let Some(end) = end {
+                    settle_dependents(jobs, index, &record, end, now)?;
+                }
+            } else {
+                fail_and_write(jobs, index, &mut record, message, now, seq)?;
+            }
         }
     }
     Ok(true)
+}
+
+/// Claims a `READY` record (its index entry already removed): a new run with
+/// lease token `token`, `STARTED` until its lease expires.
+fn claim(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    record: &mut JobRecord,
+    token: u64,
+    seq: u64,
+    lease_ms: u64,
+    now: u64,
+) -> TxResult<Claimed> {
+    let key = record.index_key();
+    record.attempts = record.attempts.saturating_add(1);
+    record.token = token;
+    record.started_at = Some(now);
+    record.ended_at = None;
+    record.key =
+        IndexKey::new(key.queue, Class::Started, now.saturating_add(lease_ms), seq).encode();
+    write(jobs, index, record)?;
+    Ok(Claimed {
+        id: record.id.clone(),
+        queue: record.queue.clone(),
+        handler: record.handler.clone(),
+        args: record.args.clone(),
+        attempt: record.attempts,
+        token,
+        from_seq: key.seq,
+        timeout_ms: record.timeout_ms,
+        callbacks: record.callbacks.clone(),
+        limit: record.limit.clone(),
+    })
+}
+
+/// The record of a job being enqueued, `READY` (`link_parents` may defer it
+/// inside the transaction).
+pub(super) fn new_record(job: NewJob, queue: u32, seq: u64, now: u64) -> JobRecord {
+    let key = ready_key(queue, job.due, seq, job.at_front && job.due <= now);
+    let mut r = JobRecord::new(job.id, job.queue, job.handler, job.args, key, now);
+    r.description = job.description;
+    r.retry = job.retry;
+    r.result_ttl_ms = job.result_ttl_ms;
+    r.failure_ttl_ms = job.failure_ttl_ms;
+    r.meta = job.meta;
+    r.timeout_ms = job.timeout_ms;
+    r.expires_at = job.ttl_ms.map(|t| now.saturating_add(t).min(u64::MAX - 1));
+    r.due = job.due;
+    r.at_front = job.at_front;
+    r.waiting_on = job.depends_on;
+    r.callbacks = job.callbacks;
+    r.repeat = job.repeat;
+    r.limit = job.limit;
+    r
 }
 
 /// The `READY` key of a job due at `due`. A job queued `at_front` sorts
@@ -1549,7 +1659,11 @@ fn decode_in_tx(
     Ok(jobs.get(id)?.and_then(|raw| decode_record(id, &raw).ok()))
 }
 
-fn write(jobs: &TransactionalTree, index: &TransactionalTree, record: &JobRecord) -> TxResult<()> {
+pub(super) fn write(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    record: &JobRecord,
+) -> TxResult<()> {
     jobs.insert(record.id.as_bytes(), encode_record(record))?;
     index_insert(index, &record.key, &record.id)
 }
