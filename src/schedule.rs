@@ -18,7 +18,7 @@ use crate::{Retry, Store};
 const MAX_NAME_LEN: usize = 96;
 
 /// A schedule as it is now, from [`Store::schedules`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ScheduleInfo {
     /// Its name.

@@ -20,6 +20,8 @@ pub struct Stats {
     pub queues: Vec<QueueStats>,
     /// The store's size on disk, in bytes.
     pub size_on_disk: u64,
+    /// The cron and interval schedules, with their next fire.
+    pub schedules: Vec<crate::ScheduleInfo>,
 }
 
 /// The job counts of one queue, one per status of [`Stats::STATUSES`].
@@ -143,6 +145,7 @@ impl Store {
             taken_at,
             queues,
             size_on_disk: self.size_on_disk()?,
+            schedules: self.schedules()?,
         })
     }
 }
@@ -215,6 +218,7 @@ mod tests {
                 },
             ],
             size_on_disk: 4096,
+            schedules: Vec::new(),
         }
     }
 

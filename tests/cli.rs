@@ -615,3 +615,36 @@ fn help_states_the_one_process_rule() {
     assert!(text.contains("open in another process"), "{text}");
     assert!(text.contains("Exit codes"), "{text}");
 }
+
+#[test]
+fn info_lists_cron_schedules_with_their_next_fire() {
+    let (_dir, path) = temp();
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .cron("nightly", "0 3 * * *", "report", &"sales")
+            .unwrap();
+        store
+            .every("tick", Duration::from_secs(60), "add", &(1, 1))
+            .unwrap();
+        store.pause_schedule("tick").unwrap();
+    }
+    let table = ok(&path, &["info"]);
+    assert!(table.contains("nightly"), "{table}");
+    assert!(table.contains("cron 0 3 * * *"), "{table}");
+    assert!(
+        table.contains("T03:00:00Z"),
+        "the next fire at 03:00: {table}"
+    );
+    assert!(table.contains("paused"), "{table}");
+    let info = json(&ok(&path, &["info", "--json"]));
+    let schedules = info["schedules"].as_array().unwrap();
+    assert_eq!(schedules.len(), 2);
+    assert_eq!(schedules[0]["name"], "nightly");
+    assert!(schedules[0]["next_fire"]
+        .as_str()
+        .unwrap()
+        .ends_with("T03:00:00Z"));
+    assert_eq!(schedules[1]["paused"], true);
+    assert!(schedules[1]["next_fire"].is_null());
+}

@@ -89,12 +89,29 @@ fn print_info(path: Option<&Path>, stats: &Stats, args: &InfoArgs) -> anyhow::Re
             .collect();
         let mut totals = counts(&|s| stats.count(s));
         totals.insert("total".into(), json!(stats.total()));
+        let schedules: Vec<Value> = stats
+            .schedules
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "spec": s.spec,
+                    "queue": s.queue,
+                    "handler": s.handler,
+                    "paused": s.paused,
+                    "next_fire": s.next_fire.map(util::time),
+                    "last_fire": s.last_fire.map(util::time),
+                    "fired": s.fired,
+                })
+            })
+            .collect();
         return emit_json(&json!({
             "store": path,
             "taken_at": util::time(stats.taken_at),
             "size_on_disk": stats.size_on_disk,
             "queues": queues,
             "totals": totals,
+            "schedules": schedules,
         }));
     }
     let mut header = vec!["queue"];
@@ -112,13 +129,35 @@ fn print_info(path: Option<&Path>, stats: &Stats, args: &InfoArgs) -> anyhow::Re
     row.extend(Stats::STATUSES.iter().map(|&s| number(stats.count(s))));
     row.push(number(stats.total()));
     table.add_row(row);
-    emit(&format!(
+    let mut out = format!(
         "{table}\n{} queue(s), {} job(s); store {path}: {} on disk, at {}",
         stats.queues.len(),
         stats.total(),
         util::bytes(stats.size_on_disk),
         util::time(stats.taken_at),
-    ))
+    );
+    if !stats.schedules.is_empty() {
+        let mut table = util::table(vec![
+            "schedule",
+            "when",
+            "queue",
+            "handler",
+            "next fire",
+            "fired",
+        ]);
+        for s in &stats.schedules {
+            table.add_row(vec![
+                Cell::new(&s.name),
+                Cell::new(&s.spec),
+                Cell::new(&s.queue),
+                Cell::new(&s.handler),
+                Cell::new(s.next_fire.map_or_else(|| "paused".to_owned(), util::time)),
+                Cell::new(s.fired).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        out.push_str(&format!("\n\n{table}"));
+    }
+    emit(&out)
 }
 
 /// Options of `dueq jobs`.
