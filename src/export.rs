@@ -5,8 +5,9 @@
 //! attempts, result and error:
 //!
 //! ```text
-//! {"format":"dueq-export","version":1,"schema":1,"exported_at":"2026-12-03T16:00:00Z"}
+//! {"format":"dueq-export","version":2,"schema":1,"exported_at":"2026-12-03T16:00:00Z"}
 //! {"id":"a1","queue":"default","handler":"add","args":[1,2],"state":"ready","time":1764777600000,...}
+//! {"schedule":{"name":"nightly","spec":{"Cron":"0 3 * * *"},...},"args":"sales"}
 //! ```
 
 use std::io::{BufRead, Write};
@@ -35,7 +36,20 @@ pub struct TransferReport {
     /// Records that did not decode and were left out of the export (they
     /// are in the failed registry as corrupt, with their raw bytes kept).
     pub skipped_corrupt: usize,
+    /// Cron and interval schedules written or imported (an imported
+    /// schedule replaces one of the same name).
+    pub schedules: usize,
 }
+
+/// A schedule's line: `{"schedule":{...},"args":...}` (the arguments as
+/// JSON, not bytes).
+#[derive(Serialize, Deserialize)]
+struct ScheduleLine {
+    schedule: ScheduleFields,
+    args: Box<RawValue>,
+}
+
+type ScheduleFields = crate::engine::ScheduleRecord;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -231,6 +245,19 @@ impl Store {
             writer.write_all(b"\n")?;
             report.jobs += 1;
         }
+        for schedule in self.engine().schedule_records()? {
+            let what = format!("schedule {:?}", schedule.name);
+            let line = ScheduleLine {
+                args: raw_json(&schedule.args, &what)?,
+                schedule: ScheduleFields {
+                    args: Vec::new(),
+                    ..schedule
+                },
+            };
+            serde_json::to_writer(&mut writer, &line).map_err(std::io::Error::from)?;
+            writer.write_all(b"\n")?;
+            report.schedules += 1;
+        }
         writer.flush()?;
         Ok(report)
     }
@@ -252,6 +279,7 @@ impl Store {
     pub fn import(&self, reader: impl BufRead) -> Result<TransferReport> {
         let mut report = TransferReport::default();
         let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+        let mut schedules = Vec::new();
         let mut lines = reader.lines();
         let bad = |n: usize, reason: String| Error::InvalidArgument {
             what: "import",
@@ -275,6 +303,14 @@ impl Store {
             let n = i + 2;
             let line = line?;
             if line.trim().is_empty() {
+                continue;
+            }
+            if line.starts_with("{\"schedule\":") {
+                let line: ScheduleLine = serde_json::from_str(&line)
+                    .map_err(|e| bad(n, format!("not a schedule line: {e}")))?;
+                let mut schedule = line.schedule;
+                schedule.args = line.args.get().as_bytes().to_vec();
+                schedules.push(schedule);
                 continue;
             }
             let line: Line =
@@ -350,6 +386,10 @@ impl Store {
         }
         report.jobs += chunk.len();
         self.engine().import(chunk)?;
+        for schedule in schedules {
+            self.engine().put_schedule(&schedule)?;
+            report.schedules += 1;
+        }
         self.flush()?;
         Ok(report)
     }

@@ -289,3 +289,53 @@ fn write_fixture() {
     // Keep finished and failed jobs for as long as the fixture lives.
     drop(store);
 }
+
+#[test]
+fn schedules_round_trip_and_new_fields_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let a = Store::builder(dir.path().join("a"))
+        .clock(clock.clone())
+        .open()
+        .unwrap();
+    a.cron("nightly", "0 3 * * *", "report", &"sales").unwrap();
+    a.every("tick", std::time::Duration::from_secs(60), "add", &(1, 2))
+        .unwrap();
+    a.pause_schedule("tick").unwrap();
+    let q = a.queue("default");
+    let parent = q
+        .enqueue_in(std::time::Duration::from_secs(60), "add", &(1, 1))
+        .unwrap();
+    q.job("add", &(2, 2))
+        .id("child")
+        .depends_on(&parent)
+        .meta("owner", &"ana")
+        .enqueue()
+        .unwrap();
+    let mut backup = Vec::new();
+    let report = a.export(&mut backup).unwrap();
+    assert_eq!((report.jobs, report.schedules), (2, 2));
+
+    let b = Store::builder(dir.path().join("b"))
+        .clock(clock.clone())
+        .open()
+        .unwrap();
+    let report = b.import(&backup[..]).unwrap();
+    assert_eq!((report.jobs, report.schedules), (2, 2));
+    assert_eq!(b.schedules().unwrap(), a.schedules().unwrap());
+    let child = b.job("child").unwrap().unwrap().info().unwrap();
+    assert_eq!(child.status, Status::Deferred);
+    assert_eq!(child.waiting_on, vec![parent.id().to_owned()]);
+    assert_eq!(child.meta_json, r#"{"owner":"ana"}"#);
+    // The imported parent still releases its dependent.
+    let mut h = Handlers::new();
+    h.register("add", |(x, y): (i32, i32)| -> Result<i32, dueq::JobError> {
+        Ok(x + y)
+    });
+    clock.advance(std::time::Duration::from_secs(60));
+    dueq::Worker::builder(&b, h).threads(1).burst().unwrap();
+    assert_eq!(
+        b.job("child").unwrap().unwrap().status().unwrap(),
+        Status::Finished
+    );
+}
