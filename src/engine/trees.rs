@@ -8,7 +8,13 @@ use crate::error::{Error, Result};
 /// database as a store.
 const MAGIC: &[u8] = b"dueq-store\0";
 /// The schema this build writes and the newest it reads.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: record format 2 and the `schedules` tree. A schema 1 store (dueq
+/// 0.1's first format) is upgraded at open: its records are read as version
+/// 1 and rewritten as version 2 when they change. Raising the schema keeps
+/// an older dueq from opening a store whose records it cannot read (it
+/// would otherwise quarantine them one by one).
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 const TREE_NAMES: [&str; 4] = ["meta", "queues", "jobs", "index"];
 
@@ -231,6 +237,10 @@ fn check_meta(path: &Path, trees: &Trees, meta: &sled::Tree) -> Result<()> {
             found,
             supported: SCHEMA_VERSION,
         });
+    }
+    if found < SCHEMA_VERSION {
+        meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+        trees.db.flush()?;
     }
     Ok(())
 }
