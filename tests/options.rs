@@ -403,3 +403,29 @@ fn registries_remove_jobs_of_their_own_state_only() {
     q.scheduled().remove(parent.id()).unwrap();
     assert_eq!(q.scheduled().count().unwrap(), 0);
 }
+
+#[test]
+fn an_expired_job_does_not_use_up_a_rate_slot() {
+    let f = Fixture::new();
+    let q = f.store.queue("default");
+    let stale = q
+        .job("echo", &1)
+        .limit_group("api")
+        .ttl(secs(1))
+        .enqueue()
+        .unwrap();
+    let live = q.job("echo", &2).limit_group("api").enqueue().unwrap();
+    f.advance(secs(2));
+    let stats = Worker::builder(&f.store, echo())
+        .threads(1)
+        .rate_limit("api", 1, secs(60))
+        .burst()
+        .unwrap();
+    assert_eq!((stats.expired, stats.succeeded), (1, 1));
+    assert_eq!(stale.status().unwrap(), Status::Canceled);
+    assert_eq!(
+        live.status().unwrap(),
+        Status::Finished,
+        "not delayed a minute"
+    );
+}

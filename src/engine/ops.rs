@@ -508,6 +508,13 @@ impl Engine {
                         continue;
                     }
                     let key = record.index_key();
+                    if key.class == Class::Ready && record.expires_at.is_some_and(|t| t <= now) {
+                        // Waited past its `ttl`: discarded, visibly (rq deletes
+                        // it; dueq keeps it canceled, with the reason).
+                        expired += 1;
+                        discard_expired(jobs, index, &mut record, now)?;
+                        continue;
+                    }
                     if key.class == Class::Ready {
                         if let Some(limit) = &record.limit {
                             let cap = policy
@@ -570,13 +577,6 @@ impl Engine {
                             .failed(LEASE_LAPSED),
                         );
                         fail_and_write(jobs, index, &mut record, LEASE_LAPSED, now, seq)?;
-                        continue;
-                    }
-                    if record.expires_at.is_some_and(|t| t <= now) {
-                        // Waited past its `ttl`: discarded, visibly (rq deletes
-                        // it; dueq keeps it canceled, with the reason).
-                        expired += 1;
-                        discard_expired(jobs, index, &mut record, now)?;
                         continue;
                     }
                     claimed.push(claim(jobs, index, &mut record, token, seq, lease_ms, now)?);
