@@ -719,11 +719,7 @@ fn time_out_runs(shared: &Shared, mono: u64, now: u64, pending: &mut Vec<Done>) 
         pending.push(Done {
             id,
             token: *token,
-            outcome: Outcome::Failure(
-                "timeout: the run passed its time limit (job_timeout, or the callback time \
-                 limit); it was asked to stop, and its thread was replaced"
-                    .into(),
-            ),
+            outcome: Outcome::Failure(TIMEOUT.into()),
             ended_at: now,
             thread: None,
             final_attempt: false,
@@ -794,6 +790,16 @@ impl Drop for Report<'_> {
     }
 }
 
+/// The timeout failure, if the run (or its callback) is past its deadline.
+fn past_deadline(store: &crate::Store, state: &RunState) -> Option<Outcome> {
+    let late = state.timed_out.load(Ordering::SeqCst)
+        || store.mono_ms() >= state.deadline.load(Ordering::SeqCst);
+    late.then(|| Outcome::Failure(TIMEOUT.into()))
+}
+
+const TIMEOUT: &str = "timeout: the run passed its time limit (job_timeout, or the callback time \
+                       limit); it was asked to stop";
+
 /// The message of a panic payload.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -857,6 +863,9 @@ pub(crate) fn execute(shared: &Runner<'_>, claimed: &Claimed, state: &Arc<RunSta
             }
         }
     };
+    // A run that returns after its deadline failed, whether or not the
+    // dispatcher has noticed yet (it would have recorded the same).
+    let outcome = past_deadline(shared.store, state).unwrap_or(outcome);
     if claimed.callbacks.is_empty() || state.timed_out.load(Ordering::SeqCst) {
         return outcome;
     }
@@ -908,6 +917,9 @@ pub(crate) fn execute(shared: &Runner<'_>, claimed: &Claimed, state: &Arc<RunSta
             }
         }
     };
+    if let Some(late) = past_deadline(shared.store, state) {
+        return late;
+    }
     match (outcome, result) {
         (outcome, Ok(())) => outcome,
         // rq: a failing success callback fails the job.
