@@ -158,8 +158,13 @@ impl Queue {
             .into_iter()
             .map(|b| b.into_new_job(now))
             .collect::<Result<_>>()?;
+        let span = tracing::info_span!("dueq.enqueue", queue = %self.name, jobs = new.len());
+        let _entered = span.enter();
         let records = self.store.engine().enqueue(new, now)?;
         self.store.commit()?;
+        for record in &records {
+            tracing::debug!(job_id = %record.id, "dueq: enqueued");
+        }
         Ok(records
             .into_iter()
             .map(|r| Job::new(self.store.clone(), r.id))
