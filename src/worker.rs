@@ -163,7 +163,8 @@ impl WorkerBuilder {
     /// [`WorkerStats::events_dropped`]. A hook that panics is counted in
     /// [`WorkerStats::hook_panics`] and called again for the next event.
     /// [`Worker::shutdown`] lets the hook deliver what is queued, within its
-    /// timeout.
+    /// timeout; after [`burst`](WorkerBuilder::burst) returns, the hook's
+    /// thread delivers what is left on its own, then exits.
     ///
     /// # Examples
     ///
