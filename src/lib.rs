@@ -69,6 +69,7 @@
 mod clock;
 mod engine;
 mod error;
+mod events;
 mod export;
 mod handlers;
 mod job;
@@ -83,6 +84,7 @@ mod worker;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
+pub use crate::events::{Event, EventKind, DEFAULT_EVENT_BUFFER};
 pub use crate::export::TransferReport;
 pub use crate::handlers::{Callback, CallbackKind, Context, Handlers, JobError};
 pub use crate::job::{Attempt, Job, JobInfo, Status};

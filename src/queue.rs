@@ -222,8 +222,13 @@ impl Queue {
             .into_iter()
             .map(|b| b.into_new_job(now))
             .collect::<Result<_>>()?;
+        let span = tracing::info_span!("dueq.enqueue", queue = %self.name, jobs = new.len());
+        let _entered = span.enter();
         let records = self.store.engine().enqueue(new, now)?;
         self.store.commit()?;
+        for record in &records {
+            tracing::debug!(job_id = %record.id, "dueq: enqueued");
+        }
         let ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
         if let Some(handlers) = &self.sync {
             // Only this queue's jobs run inline: a builder made from another

@@ -16,8 +16,9 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::clock::dur_ms;
-use crate::engine::{ClaimPolicy, Claimed, Done, Outcome};
+use crate::engine::{ClaimPolicy, Claimed, Class, Done, Outcome};
 use crate::error::{Error, Result};
+use crate::events::{Event, EventKind, Hook, HookFn, DEFAULT_EVENT_BUFFER};
 use crate::handlers::{Callback, CallbackKind, RunState};
 use crate::{Context, Handlers, Store};
 
@@ -41,6 +42,8 @@ pub struct WorkerBuilder {
     callback_timeout: Duration,
     policy: ClaimPolicy,
     limit_error: Option<Error>,
+    hook: Option<HookFn>,
+    event_buffer: usize,
 }
 
 /// How a worker picks among its queues (rq's `--dequeue-strategy`).
@@ -149,12 +152,65 @@ impl WorkerBuilder {
         self
     }
 
+    /// Calls `hook` with every [`Event`] of this worker's jobs: started,
+    /// succeeded, failed (and whether it will be retried), retried, timed
+    /// out, stopped, canceled, abandoned. By default there is no hook.
+    ///
+    /// The hook runs on a thread of its own (`dueq-events`), never on the
+    /// dispatcher or a runner, so a slow hook cannot hold up jobs: events
+    /// wait in a channel of [`event_buffer`](WorkerBuilder::event_buffer)
+    /// places, and when it is full, new events are dropped and counted in
+    /// [`WorkerStats::events_dropped`]. A hook that panics is counted in
+    /// [`WorkerStats::hook_panics`] and called again for the next event.
+    /// [`Worker::shutdown`] lets the hook deliver what is queued, within its
+    /// timeout; after [`burst`](WorkerBuilder::burst) returns, the hook's
+    /// thread delivers what is left on its own, then exits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{EventKind, Handlers, JobError, Store, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("jobs.dueq"))?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("hello", |_: ()| -> Result<(), JobError> { Ok(()) });
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// let worker = Worker::builder(&store, handlers)
+    ///     .on_event(move |event| {
+    ///         let _ = tx.lock().unwrap().send(event.clone());
+    ///     })
+    ///     .start()?;
+    /// store.queue("default").enqueue("hello", &())?;
+    /// let event = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(event.kind, EventKind::Started { attempt: 1, .. }));
+    /// worker.shutdown(Duration::from_secs(10))?;
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
+    pub fn on_event<F>(mut self, hook: F) -> WorkerBuilder
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// How many events may wait for the [`on_event`](WorkerBuilder::on_event)
+    /// hook before new ones are dropped. By default
+    /// [`DEFAULT_EVENT_BUFFER`] (1024); at least 1.
+    pub fn event_buffer(mut self, events: usize) -> WorkerBuilder {
+        self.event_buffer = events;
+        self
+    }
+
     /// Starts the pool in the background.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for zero threads, no queues or a zero
-    /// lease; [`Error::Spawn`] if a thread cannot be started.
+    /// [`Error::InvalidArgument`] for zero threads, no queues, a zero lease
+    /// or a zero event buffer; [`Error::Spawn`] if a thread cannot be
+    /// started.
     pub fn start(self) -> Result<Worker> {
         self.spawn(false)
     }
@@ -194,6 +250,16 @@ impl WorkerBuilder {
                 reason: "the lease must be longer than zero".into(),
             });
         }
+        if self.event_buffer == 0 {
+            return Err(Error::InvalidArgument {
+                what: "event_buffer",
+                reason: "the event buffer must hold at least one event".into(),
+            });
+        }
+        let hook = match self.hook {
+            Some(f) => Some(Hook::start(f, self.event_buffer).map_err(Error::Spawn)?),
+            None => None,
+        };
         let (tx, rx) = crossbeam_channel::bounded(self.threads);
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let shared = Arc::new(Shared {
@@ -213,6 +279,7 @@ impl WorkerBuilder {
             handles: Mutex::new(HashMap::new()),
             next_runner: AtomicUsize::new(0),
             running: Mutex::new(HashMap::new()),
+            hook,
         });
         for _ in 0..self.threads {
             spawn_runner(&shared, &rx, &done_tx)?;
@@ -263,9 +330,22 @@ fn spawn_runner(shared: &Arc<Shared>, rx: &Receiver<Run>, done_tx: &Sender<Done>
     Ok(())
 }
 
-/// A run the dispatcher handed out: job id, claim time (store-clock ms),
-/// shared state.
-type RunEntry = (String, u64, Arc<RunState>);
+/// A run the dispatcher handed out.
+struct RunEntry {
+    id: String,
+    /// When it was claimed (store-clock ms).
+    claimed_at: u64,
+    state: Arc<RunState>,
+    /// For its events.
+    info: RunInfo,
+}
+
+/// What the dispatcher's events say about a run besides its job id.
+#[derive(Clone)]
+struct RunInfo {
+    queue: String,
+    attempt: u32,
+}
 
 /// A claimed run on its way to a runner.
 struct Run {
@@ -346,6 +426,13 @@ pub struct WorkerStats {
     pub expired: u64,
     /// The jobs running right now: (job id, when the run started).
     pub running_jobs: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    /// Events not delivered to the [`on_event`](WorkerBuilder::on_event)
+    /// hook: dropped because its buffer was full, or still queued when
+    /// [`Worker::shutdown`] ran out of time.
+    pub events_dropped: u64,
+    /// Calls of the [`on_event`](WorkerBuilder::on_event) hook that
+    /// panicked (each one was caught; the hook went on with the next event).
+    pub hook_panics: u64,
 }
 
 impl Worker {
@@ -360,6 +447,8 @@ impl Worker {
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
             policy: ClaimPolicy::default(),
             limit_error: None,
+            hook: None,
+            event_buffer: DEFAULT_EVENT_BUFFER,
         }
     }
 
@@ -409,6 +498,9 @@ impl Worker {
             });
         }
         self.join_all();
+        if let Some(hook) = &self.shared.hook {
+            hook.finish(deadline);
+        }
         Ok(self.stats())
     }
 
@@ -452,9 +544,25 @@ struct Shared {
     /// Runner threads by number, and the dispatcher (`usize::MAX`).
     handles: Mutex<HashMap<usize, JoinHandle<()>>>,
     next_runner: AtomicUsize,
-    /// Runs handed out and not yet recorded, by lease token: the job id,
-    /// when it was claimed (store-clock ms) and its shared state.
+    /// Runs handed out and not yet recorded, by lease token.
     running: Mutex<HashMap<u64, RunEntry>>,
+    /// The `on_event` hook's thread, if there is a hook.
+    hook: Option<Hook>,
+}
+
+impl Shared {
+    /// Reports an event to the hook, if there is one; `kind` is only built
+    /// then. Never blocks.
+    fn emit(&self, id: &str, queue: &str, kind: impl FnOnce() -> EventKind) {
+        if let Some(hook) = &self.hook {
+            hook.emit(Event {
+                job_id: id.to_owned(),
+                queue: queue.to_owned(),
+                at: self.store.now(),
+                kind: kind(),
+            });
+        }
+    }
 }
 
 #[derive(Default)]
@@ -489,11 +597,19 @@ impl Counters {
                     .running
                     .lock()
                     .values()
-                    .map(|(id, at, _)| (id.clone(), crate::clock::from_ms(*at)))
+                    .map(|run| (run.id.clone(), crate::clock::from_ms(run.claimed_at)))
                     .collect();
                 jobs.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
                 jobs
             },
+            events_dropped: shared
+                .hook
+                .as_ref()
+                .map_or(0, |h| h.counters.dropped.load(Ordering::Relaxed)),
+            hook_panics: shared
+                .hook
+                .as_ref()
+                .map_or(0, |h| h.counters.panics.load(Ordering::Relaxed)),
         }
     }
 }
@@ -542,22 +658,30 @@ fn dispatch(
     let mut next_expiry_run = 0u64;
     let mut rr_offset = 0usize;
     // Outcomes received from runners (or written for timed-out runs) and
-    // not yet written.
+    // not yet written, and what their events need.
     let mut pending: Vec<Done> = Vec::new();
+    let mut pending_info: Vec<RunInfo> = Vec::new();
     loop {
         let seen = engine.signal.generation();
         for done in done_rx.try_iter() {
             // A run that timed out was already recorded and its slot freed:
             // its late outcome is dropped.
-            if shared.running.lock().remove(&done.token).is_some() {
+            if let Some(run) = shared.running.lock().remove(&done.token) {
                 shared.in_flight.fetch_sub(1, Ordering::SeqCst);
                 pending.push(done);
+                pending_info.push(run.info);
             } else {
                 shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
             }
         }
         let now = store.now_ms();
-        let timed_out = time_out_runs(shared, store.mono_ms(), now, &mut pending);
+        let timed_out = time_out_runs(
+            shared,
+            store.mono_ms(),
+            now,
+            &mut pending,
+            &mut pending_info,
+        );
         for _ in 0..timed_out {
             if spawn_runner(shared, rx, done_tx).is_err() {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -593,25 +717,55 @@ fn dispatch(
         if !pending.is_empty() || (free > 0 && !queues.is_empty()) {
             match engine.round(&pending, &queues, free, lease_ms, now, &shared.policy) {
                 Ok(report) => {
-                    for (done, written) in pending.iter().zip(&report.written) {
+                    for ((done, info), written) in
+                        pending.iter().zip(&pending_info).zip(&report.written)
+                    {
                         let counter = match (written, &done.outcome) {
-                            (false, _) => &shared.stats.fenced,
-                            (true, Outcome::Success(_)) => &shared.stats.succeeded,
-                            (true, Outcome::Failure(_)) => &shared.stats.failed,
+                            (None, _) => &shared.stats.fenced,
+                            (Some(_), Outcome::Success(_)) => &shared.stats.succeeded,
+                            (Some(_), Outcome::Failure(_)) => &shared.stats.failed,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
+                        if let Some(to) = written {
+                            emit_outcome(shared, done, info, *to);
+                        }
                     }
                     pending.clear();
+                    pending_info.clear();
                     let add = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
-                    add(&shared.stats.abandoned, report.abandoned);
+                    add(&shared.stats.abandoned, report.abandoned.len());
                     add(&shared.stats.corrupt, report.corrupt);
-                    add(&shared.stats.expired, report.expired);
+                    add(&shared.stats.expired, report.expired.len());
+                    for moved in &report.abandoned {
+                        let will_retry = moved.to == Class::Ready;
+                        tracing::warn!(
+                            job_id = %moved.id,
+                            queue = %moved.queue,
+                            attempt = moved.attempts,
+                            will_retry,
+                            "dueq: abandoned run (its lease lapsed with no live run)"
+                        );
+                        shared.emit(&moved.id, &moved.queue, || EventKind::Abandoned {
+                            attempt: moved.attempts,
+                            will_retry,
+                        });
+                        if will_retry {
+                            shared.emit(&moved.id, &moved.queue, || EventKind::Retried {
+                                attempt: moved.attempts,
+                            });
+                        }
+                    }
+                    for moved in &report.expired {
+                        shared.emit(&moved.id, &moved.queue, || EventKind::Canceled {
+                            reason: moved.error.clone(),
+                        });
+                    }
                     // Written outcomes count as progress: a retry due at
                     // once is a claim candidate only in the next round.
                     progressed = !report.written.is_empty()
-                        || report.abandoned > 0
+                        || !report.abandoned.is_empty()
                         || report.corrupt > 0
-                        || report.expired > 0;
+                        || !report.expired.is_empty();
                     if !report.claimed.is_empty() {
                         rr_offset = rr_offset.wrapping_add(1);
                     }
@@ -619,10 +773,18 @@ fn dispatch(
                         progressed = true;
                         shared.in_flight.fetch_add(1, Ordering::SeqCst);
                         let state = Arc::new(RunState::new());
-                        shared
-                            .running
-                            .lock()
-                            .insert(claimed.token, (claimed.id.clone(), now, state.clone()));
+                        shared.running.lock().insert(
+                            claimed.token,
+                            RunEntry {
+                                id: claimed.id.clone(),
+                                claimed_at: now,
+                                state: state.clone(),
+                                info: RunInfo {
+                                    queue: claimed.queue.clone(),
+                                    attempt: claimed.attempt,
+                                },
+                            },
+                        );
                         if tx.send(Run { claimed, state }).is_err() {
                             // Every runner is gone (only after a bug in the
                             // pool itself): the job stays started and is
@@ -667,7 +829,7 @@ fn dispatch(
             .running
             .lock()
             .values()
-            .map(|(_, _, state)| state.deadline.load(Ordering::SeqCst))
+            .map(|run| run.state.deadline.load(Ordering::SeqCst))
             .filter(|&d| d != u64::MAX)
             .min()
             .map(|d| d.saturating_sub(mono));
@@ -697,25 +859,77 @@ fn dispatch(
     }
 }
 
+/// Reports a written outcome: where the job went says whether a failure
+/// will be retried.
+fn emit_outcome(shared: &Shared, done: &Done, info: &RunInfo, to: Class) {
+    let attempt = info.attempt;
+    let emit = |kind: EventKind| shared.emit(&done.id, &info.queue, || kind);
+    if shared.hook.is_none() {
+        return;
+    }
+    match &done.outcome {
+        Outcome::Success(_) => {
+            emit(EventKind::Succeeded { attempt });
+            if to == Class::Ready {
+                emit(EventKind::Enqueued);
+            }
+        }
+        Outcome::Failure(error) if to == Class::Stopped => emit(EventKind::Stopped {
+            attempt,
+            error: error.clone(),
+        }),
+        Outcome::Failure(error) => {
+            let will_retry = to == Class::Ready;
+            emit(EventKind::Failed {
+                attempt,
+                error: error.clone(),
+                will_retry,
+            });
+            if will_retry {
+                emit(EventKind::Retried { attempt });
+            }
+        }
+    }
+}
+
 /// Records every run past its deadline as a failed attempt (queued in
 /// `pending`), tells the run to stop, and frees its slot. Returns how many
 /// runs timed out: the caller starts a replacement thread for each, since
 /// the overrunning thread cannot be killed and retires when its handler
 /// returns.
-fn time_out_runs(shared: &Shared, mono: u64, now: u64, pending: &mut Vec<Done>) -> usize {
+fn time_out_runs(
+    shared: &Shared,
+    mono: u64,
+    now: u64,
+    pending: &mut Vec<Done>,
+    pending_info: &mut Vec<RunInfo>,
+) -> usize {
     let mut running = shared.running.lock();
     let late: Vec<u64> = running
         .iter()
-        .filter(|(_, (_, _, state))| mono >= state.deadline.load(Ordering::SeqCst))
+        .filter(|(_, run)| mono >= run.state.deadline.load(Ordering::SeqCst))
         .map(|(&token, _)| token)
         .collect();
     for token in &late {
-        let Some((id, _, state)) = running.remove(token) else {
+        let Some(RunEntry {
+            id, state, info, ..
+        }) = running.remove(token)
+        else {
             continue;
         };
         state.timed_out.store(true, Ordering::SeqCst);
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            job_id = %id,
+            queue = %info.queue,
+            attempt = info.attempt,
+            "dueq: the run passed its time limit; it was asked to stop"
+        );
+        shared.emit(&id, &info.queue, || EventKind::TimedOut {
+            attempt: info.attempt,
+        });
+        pending_info.push(info);
         pending.push(Done {
             id,
             token: *token,
@@ -809,14 +1023,51 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
 }
 
+/// Runs the handler, then the callback the outcome calls for, in a
+/// `dueq.job` tracing span.
 fn run_one(shared: &Shared, run: &Run) -> Outcome {
+    let claimed = &run.claimed;
+    let span = tracing::info_span!(
+        "dueq.job",
+        job_id = %claimed.id,
+        queue = %claimed.queue,
+        handler = %claimed.handler,
+        attempt = claimed.attempt,
+    );
+    let _entered = span.enter();
+    shared.emit(&claimed.id, &claimed.queue, || EventKind::Started {
+        handler: claimed.handler.clone(),
+        attempt: claimed.attempt,
+    });
+    let started = Instant::now();
     let runner = Runner {
         store: &shared.store,
         handlers: &shared.handlers,
         lease: shared.lease,
         callback_timeout: shared.callback_timeout,
     };
-    execute(&runner, &run.claimed, &run.state)
+    let outcome = execute(&runner, &run.claimed, &run.state);
+    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    if run.state.timed_out.load(Ordering::SeqCst) {
+        tracing::warn!(
+            outcome = "timed_out",
+            duration_ms,
+            "dueq: the run ended past its time limit; its outcome is discarded"
+        );
+    } else {
+        match &outcome {
+            Outcome::Success(_) => {
+                tracing::info!(outcome = "succeeded", duration_ms, "dueq: run ended")
+            }
+            Outcome::Failure(error) => tracing::warn!(
+                outcome = "failed",
+                duration_ms,
+                error = %error,
+                "dueq: run ended"
+            ),
+        }
+    }
+    outcome
 }
 
 /// What running a job needs: a worker pool's, or a synchronous queue's.
@@ -858,7 +1109,9 @@ pub(crate) fn execute(shared: &Runner<'_>, claimed: &Claimed, state: &Arc<RunSta
                 Ok(Ok(value)) => Outcome::Success(value),
                 Ok(Err(message)) => Outcome::Failure(message),
                 Err(panic) => {
-                    Outcome::Failure(format!("the handler panicked: {}", panic_message(&*panic)))
+                    let message = panic_message(&*panic);
+                    tracing::warn!(panic = %message, "dueq: the handler panicked");
+                    Outcome::Failure(format!("the handler panicked: {message}"))
                 }
             }
         }

@@ -183,15 +183,43 @@ pub(crate) struct ClaimPolicy {
 /// What a round did.
 #[derive(Debug, Default)]
 pub(crate) struct RoundReport {
-    /// Per `done` entry: `false` if the run was fenced and nothing written.
-    pub(crate) written: Vec<bool>,
+    /// Per `done` entry: `None` if the run was fenced and nothing written,
+    /// else the class the job went to (`FINISHED` also when a zero
+    /// `result_ttl` deleted it).
+    pub(crate) written: Vec<Option<Class>>,
     pub(crate) claimed: Vec<Claimed>,
     /// Runs whose lease lapsed, now retried or failed.
-    pub(crate) abandoned: usize,
+    pub(crate) abandoned: Vec<Moved>,
     /// Records that did not decode, now failed and quarantined.
     pub(crate) corrupt: usize,
     /// Jobs discarded because their `ttl` ran out before they started.
-    pub(crate) expired: usize,
+    pub(crate) expired: Vec<Moved>,
+}
+
+/// A job a round moved without a run's outcome (a lapsed lease, an expired
+/// `ttl`), for the worker's events.
+#[derive(Debug)]
+pub(crate) struct Moved {
+    pub(crate) id: String,
+    pub(crate) queue: String,
+    /// The job's attempts so far.
+    pub(crate) attempts: u32,
+    /// The class the job went to.
+    pub(crate) to: Class,
+    /// The error it was recorded with.
+    pub(crate) error: String,
+}
+
+impl Moved {
+    fn of(record: &JobRecord) -> Moved {
+        Moved {
+            id: record.id.clone(),
+            queue: record.queue.clone(),
+            attempts: record.attempts,
+            to: record.index_key().class,
+            error: record.error.clone().unwrap_or_default(),
+        }
+    }
 }
 
 pub(crate) struct Engine {
@@ -487,8 +515,8 @@ impl Engine {
                     written.push(apply_outcome(jobs, index, d, seq)?);
                 }
                 let mut claimed = Vec::new();
-                let mut abandoned = 0;
-                let mut expired = 0;
+                let mut abandoned = Vec::new();
+                let mut expired = Vec::new();
                 let mut corrupt = Vec::new();
                 for ((key_bytes, id), &(token, seq)) in candidates.iter().zip(&fresh) {
                     if claimed.len() >= max {
@@ -511,8 +539,8 @@ impl Engine {
                     if key.class == Class::Ready && record.expires_at.is_some_and(|t| t <= now) {
                         // Waited past its `ttl`: discarded, visibly (rq deletes
                         // it; dueq keeps it canceled, with the reason).
-                        expired += 1;
                         discard_expired(jobs, index, &mut record, now)?;
+                        expired.push(Moved::of(&record));
                         continue;
                     }
                     if key.class == Class::Ready {
@@ -567,7 +595,6 @@ impl Engine {
                             write(jobs, index, &record)?;
                             continue;
                         }
-                        abandoned += 1;
                         record.push_history(
                             AttemptLog::new(
                                 record.attempts,
@@ -577,6 +604,7 @@ impl Engine {
                             .failed(LEASE_LAPSED),
                         );
                         fail_and_write(jobs, index, &mut record, LEASE_LAPSED, now, seq)?;
+                        abandoned.push(Moved::of(&record));
                         continue;
                     }
                     claimed.push(claim(jobs, index, &mut record, token, seq, lease_ms, now)?);
@@ -627,7 +655,7 @@ impl Engine {
         report.abandoned = abandoned;
         report.corrupt = corrupt.len();
         report.expired = expired;
-        if report.abandoned > 0 || report.corrupt > 0 || !done.is_empty() {
+        if !report.abandoned.is_empty() || report.corrupt > 0 || !done.is_empty() {
             self.signal.notify();
         }
         Ok(report)
@@ -1350,17 +1378,17 @@ fn seed(id: &str) -> u64 {
     })
 }
 
-/// Writes a run's outcome. `false` if the run was fenced and nothing was
-/// written.
+/// Writes a run's outcome and returns the class the job went to; `None` if
+/// the run was fenced and nothing was written.
 fn apply_outcome(
     jobs: &TransactionalTree,
     index: &TransactionalTree,
     done: &Done,
     seq: u64,
-) -> TxResult<bool> {
+) -> TxResult<Option<Class>> {
     let now = done.ended_at;
     let Some(mut record) = running(jobs, &done.id, done.token)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let key = record.index_key();
     index.remove(&record.key[..])?;
@@ -1382,14 +1410,14 @@ fn apply_outcome(
                     record.due = due;
                     record.key = IndexKey::new(key.queue, Class::Ready, due, seq).encode();
                     write(jobs, index, &record)?;
-                    return Ok(true);
+                    return Ok(Some(Class::Ready));
                 }
             }
             record.stop_requested = false;
             settle_dependents(jobs, index, &record, ParentEnd::Finished, now)?;
             if record.result_ttl_ms == 0 {
                 jobs.remove(done.id.as_bytes())?;
-                return Ok(true);
+                return Ok(Some(Class::Finished));
             }
             record.key = IndexKey::new(
                 key.queue,
@@ -1417,7 +1445,7 @@ fn apply_outcome(
             }
         }
     }
-    Ok(true)
+    Ok(Some(record.index_key().class))
 }
 
 /// Claims a `READY` record (its index entry already removed): a new run with
