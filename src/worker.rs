@@ -807,8 +807,21 @@ fn dispatch(
             shared.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         if now >= next_expiry_run && !quitting {
-            if engine.expire(now).is_err() {
-                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+            match engine.expire(now) {
+                Ok((_, discarded)) => {
+                    shared
+                        .stats
+                        .expired
+                        .fetch_add(discarded.len() as u64, Ordering::Relaxed);
+                    for moved in &discarded {
+                        shared.emit(&moved.id, &moved.queue, || EventKind::Canceled {
+                            reason: moved.error.clone(),
+                        });
+                    }
+                }
+                Err(_) => {
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
             next_expiry_run = now.saturating_add(EXPIRY_EVERY_MS);
         }

@@ -1626,13 +1626,11 @@ fn requeueing_a_job_that_is_not_failed_is_an_error() {
     assert_eq!(job.status().unwrap(), Status::Queued);
 }
 
-/// Follows from the port above: `WorkerStats::expired` is documented as
-/// "jobs discarded because their `ttl` ran out before they started". A
-/// queued job whose ttl ran out is counted (tests/options.rs), but a
-/// deferred one discarded by the same worker is not: the worker's expiry
-/// pass (`engine.expire`) cancels it and the worker drops the count.
+/// Follows from the port above: `WorkerStats::expired` counts jobs
+/// discarded because their `ttl` ran out before they started, deferred ones
+/// (canceled by the worker's expiry pass) as well as queued ones (found at
+/// claim). A regression test: the expiry pass used to drop its count.
 #[test]
-#[ignore = "bug: WorkerStats::expired does not count deferred jobs discarded by the worker's expiry pass"]
 fn worker_stats_count_an_expired_deferred_job() {
     let f = Fixture::new();
     let q = f.store.queue("default");

@@ -1023,44 +1023,61 @@ impl Engine {
     }
 
     /// Deletes finished, failed and stopped jobs whose TTL has passed, and
-    /// cancels deferred jobs whose `ttl` ran out. Returns how many.
-    pub(crate) fn expire(&self, now: u64) -> Result<usize> {
+    /// cancels deferred jobs whose `ttl` ran out. Returns how many jobs were
+    /// deleted, and the deferred jobs canceled.
+    pub(crate) fn expire(&self, now: u64) -> Result<(usize, Vec<Moved>)> {
         let mut removed = 0;
+        let mut discarded = Vec::new();
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
         for queue in queues {
             for class in [Class::Finished, Class::Failed, Class::Stopped] {
                 removed += self.delete_range(queue, class, now)?;
             }
-            removed += self.discard_deferred(queue, now)?;
+            discarded.extend(self.discard_deferred(queue, now)?);
         }
-        Ok(removed)
+        Ok((removed, discarded))
     }
 
     /// Cancels the deferred jobs of `queue` whose `ttl` ran out by `now`
-    /// (their `DEFERRED` key's time is that expiry).
-    fn discard_deferred(&self, queue: u32, now: u64) -> Result<usize> {
-        let keys: Vec<(sled::IVec, sled::IVec)> = self
-            .range(queue, Class::Deferred, 0, now)
-            .take(256)
-            .collect::<std::result::Result<_, _>>()?;
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let n = self.tx(|jobs, index| {
-            let mut n = 0;
-            for (key, id) in &keys {
-                let Some(mut record) = decode_in_tx(jobs, id)? else {
-                    continue;
-                };
-                if record.key[..] == key[..] {
-                    discard_expired(jobs, index, &mut record, now)?;
-                    n += 1;
-                }
+    /// (their `DEFERRED` key's time is that expiry), in transactions of a
+    /// few hundred.
+    fn discard_deferred(&self, queue: u32, now: u64) -> Result<Vec<Moved>> {
+        const CHUNK: usize = 256;
+        let mut discarded = Vec::new();
+        loop {
+            let keys: Vec<(sled::IVec, sled::IVec)> = self
+                .range(queue, Class::Deferred, 0, now)
+                .take(CHUNK)
+                .collect::<std::result::Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
             }
-            Ok(n)
-        })?;
-        self.signal.notify();
-        Ok(n)
+            let n = keys.len();
+            discarded.extend(self.tx(|jobs, index| {
+                let mut moved = Vec::new();
+                for (key, id) in &keys {
+                    let Some(mut record) = decode_in_tx(jobs, id)? else {
+                        // An orphan entry: remove it, so the loop ends.
+                        index.remove(key)?;
+                        continue;
+                    };
+                    if record.key[..] == key[..] {
+                        discard_expired(jobs, index, &mut record, now)?;
+                        moved.push(Moved::of(&record));
+                    } else if index.get(key)?.as_deref() == Some(&id[..]) {
+                        index.remove(key)?;
+                    }
+                }
+                Ok(moved)
+            })?);
+            if n < CHUNK {
+                break;
+            }
+        }
+        if !discarded.is_empty() {
+            self.signal.notify();
+        }
+        Ok(discarded)
     }
 
     /// Deletes the jobs of `(queue, class)` with `time <= up_to`, in
@@ -1255,11 +1272,17 @@ impl Engine {
         Ok(next)
     }
 
-    /// The earliest expiry among finished and failed jobs.
+    /// The earliest expiry among finished, failed and stopped jobs, and the
+    /// earliest `ttl` of a deferred job.
     pub(crate) fn next_expiry(&self) -> Result<Option<u64>> {
         let mut next: Option<u64> = None;
         for &queue in self.queue_names.read().keys() {
-            for class in [Class::Finished, Class::Failed] {
+            for class in [
+                Class::Finished,
+                Class::Failed,
+                Class::Stopped,
+                Class::Deferred,
+            ] {
                 if let Some(item) = self.range(queue, class, 0, u64::MAX - 1).next() {
                     let (key, _) = item?;
                     let time = IndexKey::decode(&key)?.time;
