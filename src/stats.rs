@@ -22,6 +22,11 @@ pub struct Stats {
     pub size_on_disk: u64,
     /// The cron and interval schedules, with their next fire.
     pub schedules: Vec<crate::ScheduleInfo>,
+    /// The figures of the workers running on this store in this process,
+    /// summed: jobs running (with their start times), succeeded, failed,
+    /// busy time. A worker's figures leave the sum when it is shut down or
+    /// dropped.
+    pub workers: crate::WorkerStats,
 }
 
 /// The job counts of one queue, one per status of [`Stats::STATUSES`].
@@ -146,13 +151,16 @@ impl Store {
             queues,
             size_on_disk: self.size_on_disk()?,
             schedules: self.schedules()?,
+            workers: self.worker_figures(),
         })
     }
 }
 
 /// Renders `stats` in the Prometheus text exposition format: the gauge
 /// `dueq_jobs{queue, status}` (one sample per queue and status of
-/// [`Stats::STATUSES`]) and the gauge `dueq_store_size_bytes`.
+/// [`Stats::STATUSES`]), the gauge `dueq_store_size_bytes`, and the
+/// workers' figures (`dueq_worker_running`, `dueq_worker_succeeded_total`,
+/// `dueq_worker_failed_total`, `dueq_worker_busy_seconds_total`).
 ///
 /// Serve it from the application's metrics endpoint, or write it to a file
 /// for node_exporter's textfile collector.
@@ -182,6 +190,38 @@ pub fn prometheus(stats: &Stats) -> String {
     out.push_str("# HELP dueq_store_size_bytes The dueq store's size on disk.\n");
     out.push_str("# TYPE dueq_store_size_bytes gauge\n");
     let _ = writeln!(out, "dueq_store_size_bytes {}", stats.size_on_disk);
+    let w = &stats.workers;
+    for (name, kind, help, value) in [
+        (
+            "dueq_worker_running",
+            "gauge",
+            "Jobs running in this process's workers.",
+            w.running.to_string(),
+        ),
+        (
+            "dueq_worker_succeeded_total",
+            "counter",
+            "Runs that succeeded.",
+            w.succeeded.to_string(),
+        ),
+        (
+            "dueq_worker_failed_total",
+            "counter",
+            "Runs that failed (retried or not).",
+            w.failed.to_string(),
+        ),
+        (
+            "dueq_worker_busy_seconds_total",
+            "counter",
+            "Time spent running handlers.",
+            format!("{:.3}", w.busy.as_secs_f64()),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     out
 }
 
@@ -219,6 +259,7 @@ mod tests {
             ],
             size_on_disk: 4096,
             schedules: Vec::new(),
+            workers: crate::WorkerStats::default(),
         }
     }
 
@@ -241,6 +282,18 @@ dueq_jobs{queue=\"we\\\"ird\\\\q\",status=\"failed\"} 1
 # HELP dueq_store_size_bytes The dueq store's size on disk.
 # TYPE dueq_store_size_bytes gauge
 dueq_store_size_bytes 4096
+# HELP dueq_worker_running Jobs running in this process's workers.
+# TYPE dueq_worker_running gauge
+dueq_worker_running 0
+# HELP dueq_worker_succeeded_total Runs that succeeded.
+# TYPE dueq_worker_succeeded_total counter
+dueq_worker_succeeded_total 0
+# HELP dueq_worker_failed_total Runs that failed (retried or not).
+# TYPE dueq_worker_failed_total counter
+dueq_worker_failed_total 0
+# HELP dueq_worker_busy_seconds_total Time spent running handlers.
+# TYPE dueq_worker_busy_seconds_total counter
+dueq_worker_busy_seconds_total 0.000
 ";
         assert_eq!(text, expected);
     }

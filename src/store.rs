@@ -142,6 +142,7 @@ impl StoreBuilder {
                 durability: self.durability,
                 max_payload: self.max_payload,
                 recovered,
+                workers: parking_lot::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -174,6 +175,8 @@ struct Inner {
     durability: Durability,
     max_payload: usize,
     recovered: usize,
+    /// The workers started on this store in this process, for `stats`.
+    workers: parking_lot::Mutex<Vec<std::sync::Weak<dyn crate::worker::Figures>>>,
 }
 
 impl Drop for Inner {
@@ -343,6 +346,22 @@ impl Store {
     pub(crate) fn delete(&self, id: &str) -> Result<()> {
         self.inner.engine.delete(id, self.now_ms())?;
         self.commit()
+    }
+
+    /// Makes a worker's figures part of [`Store::stats`].
+    pub(crate) fn register_worker(&self, worker: std::sync::Weak<dyn crate::worker::Figures>) {
+        let mut workers = self.inner.workers.lock();
+        workers.retain(|w| w.strong_count() > 0);
+        workers.push(worker);
+    }
+
+    /// The figures of every worker of this store still alive, summed.
+    pub(crate) fn worker_figures(&self) -> crate::WorkerStats {
+        let mut total = crate::WorkerStats::default();
+        for worker in self.inner.workers.lock().iter().filter_map(|w| w.upgrade()) {
+            total.merge(&worker.figures());
+        }
+        total
     }
 
     pub(crate) fn stop(&self, id: &str) -> Result<()> {

@@ -281,6 +281,8 @@ impl WorkerBuilder {
             running: Mutex::new(HashMap::new()),
             hook,
         });
+        let figures: Arc<dyn Figures> = shared.clone();
+        shared.store.register_worker(Arc::downgrade(&figures));
         for _ in 0..self.threads {
             spawn_runner(&shared, &rx, &done_tx)?;
         }
@@ -611,6 +613,38 @@ impl Counters {
                 .as_ref()
                 .map_or(0, |h| h.counters.panics.load(Ordering::Relaxed)),
         }
+    }
+}
+
+/// A worker's figures, as [`Store::stats`](crate::Store::stats) reads them.
+pub(crate) trait Figures: Send + Sync {
+    fn figures(&self) -> WorkerStats;
+}
+
+impl Figures for Shared {
+    fn figures(&self) -> WorkerStats {
+        self.stats.snapshot(self)
+    }
+}
+
+impl WorkerStats {
+    /// Adds `other`'s counts to these (for the figures of several workers).
+    pub(crate) fn merge(&mut self, other: &WorkerStats) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.abandoned += other.abandoned;
+        self.fenced += other.fenced;
+        self.corrupt += other.corrupt;
+        self.errors += other.errors;
+        self.busy += other.busy;
+        self.running += other.running;
+        self.timed_out += other.timed_out;
+        self.expired += other.expired;
+        self.events_dropped += other.events_dropped;
+        self.hook_panics += other.hook_panics;
+        self.running_jobs.extend(other.running_jobs.iter().cloned());
+        self.running_jobs
+            .sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     }
 }
 

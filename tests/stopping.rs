@@ -289,3 +289,39 @@ fn worker_stats_list_running_jobs_with_their_start() {
     assert!(stats.running_jobs.is_empty());
     assert_eq!(stats.succeeded, 1);
 }
+
+#[test]
+fn store_stats_include_the_workers_figures() {
+    let f = Fixture::new();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let mut h = Handlers::new();
+    h.register("block", move |_: ()| -> Result<(), JobError> {
+        started_tx.send(()).unwrap();
+        release_rx.lock().unwrap().recv().unwrap();
+        Ok(())
+    });
+    h.register("fail", |_: ()| -> Result<(), JobError> {
+        Err(JobError::new("no"))
+    });
+    let worker = Worker::builder(&f.store, h).threads(2).start().unwrap();
+    let q = f.store.queue("default");
+    let failing = q.enqueue("fail", &()).unwrap();
+    assert_eq!(failing.wait(WAIT).unwrap(), Status::Failed);
+    let blocking = q.enqueue("block", &()).unwrap();
+    started_rx.recv_timeout(WAIT).unwrap();
+    let stats = f.store.stats().unwrap();
+    assert_eq!(stats.workers.running, 1);
+    assert_eq!(stats.workers.running_jobs[0].0, blocking.id());
+    assert_eq!(stats.workers.failed, 1);
+    let text = dueq::prometheus(&stats);
+    assert!(text.contains("\ndueq_worker_running 1\n"), "{text}");
+    assert!(text.contains("\ndueq_worker_failed_total 1\n"), "{text}");
+    release_tx.send(()).unwrap();
+    blocking.wait(WAIT).unwrap();
+    let last = worker.shutdown(WAIT).unwrap();
+    assert_eq!((last.succeeded, last.failed), (1, 1));
+    // A worker that was shut down no longer counts.
+    assert_eq!(f.store.stats().unwrap().workers, dueq::WorkerStats::default());
+}
