@@ -487,6 +487,9 @@ impl Engine {
                 }
             }
         }
+        // Only now that the outcomes are committed may their runs' journal
+        // lines go at the next rewrite (see `journal`).
+        self.journal.ended(done.iter().map(|d| d.token));
         report.written = written;
         {
             let mut live = self.live.lock();
@@ -571,8 +574,9 @@ impl Engine {
             .append(run.token, run.attempt, run.from_seq, &run.id)
     }
 
-    /// Flushes sled and empties the run journal, if it has grown past its
-    /// limit (or always, with `force`).
+    /// Flushes sled and rewrites the run journal with the lines of the runs
+    /// still going on, if it has grown past its limit (or always, with
+    /// `force`).
     pub(crate) fn rotate_journal(&self, force: bool) -> Result<()> {
         if force || self.journal.len() >= ROTATE_AT {
             self.journal
@@ -708,10 +712,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Resolves every `STARTED` job as an abandoned run. Called at open,
-    /// where no run can be alive (sled admits one process per store).
-    /// Returns how many were recovered.
+    /// Resolves every `STARTED` job. Called at open, where no run can be
+    /// alive (sled admits one process per store). A job whose run started
+    /// (its token has a line in the run journal) is an abandoned run: a
+    /// failed attempt, and the retry policy decides. A job claimed but never
+    /// started (no line: it was waiting in a worker's prefetch buffer) goes
+    /// back to `READY` with its attempt uncounted, due at its claim time
+    /// with a fresh sequence number: it keeps its place before every job due
+    /// later, but goes behind jobs due at the same millisecond it was
+    /// claimed. Returns how many runs were recovered as abandoned.
     pub(crate) fn recover_all(&self, now: u64) -> Result<usize> {
+        let started: std::collections::HashSet<u64> =
+            self.journal.read()?.iter().map(|s| s.token).collect();
         let mut recovered = 0;
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
         for queue in queues {
@@ -733,6 +745,11 @@ impl Engine {
                         return Ok(Some(false));
                     }
                     index.remove(&key_bytes[..])?;
+                    if !started.contains(&record.token) {
+                        unclaim(&mut record, now, seq);
+                        write(jobs, index, &record)?;
+                        return Ok(Some(false));
+                    }
                     record.push_history(AttemptLog {
                         attempt: record.attempts,
                         started_at: record.started_at.unwrap_or(now),
@@ -1032,6 +1049,23 @@ fn fail_attempt(record: &mut JobRecord, message: &str, now: u64, seq: u64) {
     }
 }
 
+/// Undoes the claim of a run that never started, found at open: back to
+/// `READY`, due at the claim time, attempt uncounted. The times before the
+/// claim are not kept in the record; those of the last attempt are the
+/// times it had then (except after a requeue, which clears `ended_at`).
+fn unclaim(record: &mut JobRecord, now: u64, seq: u64) {
+    let key = record.index_key();
+    let due = record.started_at.unwrap_or(now);
+    record.attempts = record.attempts.saturating_sub(1);
+    let last = record
+        .history
+        .last()
+        .filter(|a| a.attempt == record.attempts);
+    record.started_at = last.map(|a| a.started_at);
+    record.ended_at = last.map(|a| a.ended_at);
+    record.key = IndexKey::new(key.queue, Class::Ready, due, seq).encode();
+}
+
 /// A stable per-job seed for retry jitter (FNV-1a of the id).
 fn seed(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -1155,4 +1189,128 @@ fn running(
     };
     let live = record.token == token && record.index_key().class == Class::Started;
     Ok(live.then_some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+    const LEASE_MS: u64 = 60_000;
+
+    fn open(path: &Path) -> Engine {
+        let opts = OpenOptions {
+            cache_capacity: 8 << 20,
+            flush_every_ms: Some(500),
+        };
+        // sled releases its lock from a background thread after the last
+        // handle drops (spacejam/sled#1289).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Engine::open(path, &opts) {
+                Err(Error::StoreInUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
+    fn job(id: &str) -> NewJob {
+        NewJob {
+            id: id.to_owned(),
+            queue: "default".to_owned(),
+            handler: "h".to_owned(),
+            args: b"null".to_vec(),
+            description: None,
+            retry: None,
+            result_ttl_ms: u64::MAX,
+            failure_ttl_ms: u64::MAX,
+            due: NOW,
+        }
+    }
+
+    /// Enqueues `ids` (no retries) and claims them all in one round.
+    fn enqueue_and_claim(engine: &Engine, ids: &[&str]) -> Vec<Claimed> {
+        engine
+            .enqueue(ids.iter().map(|id| job(id)).collect(), NOW)
+            .unwrap();
+        let queue = engine.queue_id("default").unwrap();
+        let claimed = engine
+            .round(&[], &[queue], ids.len(), LEASE_MS, NOW)
+            .unwrap()
+            .claimed;
+        let got: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(got, ids);
+        claimed
+    }
+
+    fn record(engine: &Engine, id: &str) -> JobRecord {
+        engine.get(id).unwrap().unwrap()
+    }
+
+    /// A crash with runs claimed ahead: the run that started is an
+    /// abandoned attempt, also after a journal rewrite; the claims that
+    /// never started go back to `READY` uncounted (none of these jobs has a
+    /// retry left, so counting them would fail them unrun).
+    #[test]
+    fn at_open_only_runs_that_started_count_as_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let engine = open(&path);
+            let claimed = enqueue_and_claim(&engine, &["started", "finished", "unstarted"]);
+            engine.journal_start(&claimed[0]).unwrap();
+            engine.journal_start(&claimed[1]).unwrap();
+            // A rewrite while the first run goes on must keep its line.
+            engine.rotate_journal(true).unwrap();
+            let done = Done {
+                id: claimed[1].id.clone(),
+                token: claimed[1].token,
+                outcome: Outcome::Success(b"1".to_vec()),
+                ended_at: NOW + 1,
+            };
+            let report = engine.round(&[done], &[], 0, LEASE_MS, NOW + 1).unwrap();
+            assert_eq!(report.written, [true]);
+            // This rewrite drops the finished run's line (its outcome is
+            // flushed first) and keeps the running one's.
+            engine.rotate_journal(true).unwrap();
+            let lines: Vec<u64> = engine
+                .journal
+                .read()
+                .unwrap()
+                .iter()
+                .map(|s| s.token)
+                .collect();
+            assert_eq!(lines, [claimed[0].token]);
+            for id in ["started", "unstarted"] {
+                assert_eq!(record(&engine, id).index_key().class, Class::Started);
+            }
+            // The process dies here: no release, no close.
+        }
+        let engine = open(&path);
+        let now = NOW + 10;
+        let recovered = engine.replay_journal(now).unwrap() + engine.recover_all(now).unwrap();
+        assert_eq!(recovered, 1, "only the run that started is recovered");
+
+        let started = record(&engine, "started");
+        assert_eq!(started.index_key().class, Class::Failed);
+        assert_eq!(started.attempts, 1);
+        assert_eq!(started.error.as_deref(), Some(ABANDONED));
+
+        let unstarted = record(&engine, "unstarted");
+        let key = unstarted.index_key();
+        assert_eq!(key.class, Class::Ready, "{unstarted:?}");
+        assert_eq!(key.time, NOW, "due at its claim time");
+        assert_eq!(unstarted.attempts, 0);
+        assert!(unstarted.history.is_empty() && unstarted.error.is_none());
+        assert_eq!((unstarted.started_at, unstarted.ended_at), (None, None));
+
+        assert_eq!(
+            record(&engine, "finished").index_key().class,
+            Class::Finished
+        );
+        // Recovery is done once: a second pass finds nothing.
+        assert_eq!(engine.recover_all(now).unwrap(), 0);
+    }
 }
