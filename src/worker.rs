@@ -1,7 +1,10 @@
 //! `Worker`: a pool of threads that runs due jobs.
 //!
 //! One dispatcher thread claims jobs (nobody else does, so claims never
-//! race) and hands them to N runner threads over a channel. The dispatcher
+//! race) and hands them to N runner threads over a channel. It claims ahead
+//! of the runners (up to `prefetch` runs wait in the channel), so that each
+//! of its rounds, one sled transaction, records many outcomes and claims
+//! many jobs: sled charges a fixed cost per transaction. The dispatcher
 //! sleeps until the next due time, a lapsed lease or an expiry, or until an
 //! enqueue or a finished run wakes it: there is no polling loop.
 
@@ -34,7 +37,12 @@ pub struct WorkerBuilder {
     queues: Vec<String>,
     threads: usize,
     lease: Duration,
+    prefetch: Option<usize>,
 }
+
+/// The default prefetch per runner thread, and the least default prefetch.
+const PREFETCH_PER_THREAD: usize = 8;
+const MIN_DEFAULT_PREFETCH: usize = 16;
 
 impl std::fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,6 +50,7 @@ impl std::fmt::Debug for WorkerBuilder {
             .field("queues", &self.queues)
             .field("threads", &self.threads)
             .field("lease", &self.lease)
+            .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +85,23 @@ impl WorkerBuilder {
     /// when the store was exported) is resolved as abandoned.
     pub fn lease(mut self, lease: Duration) -> WorkerBuilder {
         self.lease = lease;
+        self
+    }
+
+    /// How many claimed jobs may wait for a free runner thread, on top of
+    /// the jobs running. By default `8 × threads`, at least 16. A tuning
+    /// knob: the dispatcher writes outcomes and claims jobs in batches of up
+    /// to this size (one sled transaction each), so a larger prefetch drains
+    /// short jobs faster; 0 claims only for idle threads.
+    ///
+    /// Prefetched jobs show as started. The price: a job enqueued on a
+    /// higher-priority queue waits behind the prefetched ones, and another
+    /// worker on the same queues does not get them. A prefetched job that
+    /// does not start is not an attempt: at [`Worker::shutdown`] it goes back
+    /// to its place in its queue, and after a crash the next open puts it
+    /// back in its queue without counting an attempt.
+    pub fn prefetch(mut self, prefetch: usize) -> WorkerBuilder {
+        self.prefetch = Some(prefetch);
         self
     }
 
@@ -121,17 +147,27 @@ impl WorkerBuilder {
                 reason: "the lease must be longer than zero".into(),
             });
         }
-        let (tx, rx) = crossbeam_channel::bounded(self.threads);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let prefetch = self.prefetch.unwrap_or_else(|| {
+            self.threads
+                .saturating_mul(PREFETCH_PER_THREAD)
+                .max(MIN_DEFAULT_PREFETCH)
+        });
+        // Room for every run the dispatcher may have claimed, so that it
+        // never blocks on a send.
+        let claims = self.threads.saturating_add(prefetch);
+        let (tx, rx) = crossbeam_channel::bounded(claims);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Returned>();
         let shared = Arc::new(Shared {
             store: self.store,
             handlers: self.handlers,
             queues: self.queues,
             threads: self.threads,
+            claims,
             lease: self.lease,
             burst,
             quit: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
             exited: Mutex::new(0),
             exited_cond: Condvar::new(),
             stats: Counters::default(),
@@ -155,7 +191,6 @@ impl WorkerBuilder {
                 })?;
             handles.push(handle);
         }
-        drop(rx);
         drop(done_tx);
         let handle = std::thread::Builder::new()
             .name("dueq-dispatch".into())
@@ -163,7 +198,7 @@ impl WorkerBuilder {
                 let shared = shared.clone();
                 move || {
                     let _exit = ExitGuard(&shared);
-                    dispatch(&shared, tx, &done_rx);
+                    dispatch(&shared, tx, &rx, &done_rx);
                 }
             })
             .map_err(|e| {
@@ -248,6 +283,7 @@ impl Worker {
             queues: vec!["default".to_owned()],
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: DEFAULT_LEASE,
+            prefetch: None,
         }
     }
 
@@ -293,7 +329,7 @@ impl Worker {
         drop(exited);
         if !done {
             return Err(Error::ShutdownTimeout {
-                running: self.shared.in_flight.load(Ordering::SeqCst),
+                running: self.shared.running.load(Ordering::SeqCst),
             });
         }
         self.join_all();
@@ -325,11 +361,16 @@ struct Shared {
     handlers: Handlers,
     queues: Vec<String>,
     threads: usize,
+    /// How many runs may be claimed and not finished at once: the threads
+    /// plus the prefetch.
+    claims: usize,
     lease: Duration,
     burst: bool,
     quit: AtomicBool,
-    /// Claimed runs not yet finished.
+    /// Claimed runs not yet finished (running or waiting for a runner).
     in_flight: AtomicUsize,
+    /// Runs whose handler is running.
+    running: AtomicUsize,
     exited: Mutex<usize>,
     exited_cond: Condvar,
     stats: Counters,
@@ -357,7 +398,7 @@ impl Counters {
             corrupt: get(&self.corrupt),
             errors: get(&self.errors),
             busy: Duration::from_micros(get(&self.busy_us)),
-            running: shared.in_flight.load(Ordering::Relaxed),
+            running: shared.running.load(Ordering::Relaxed),
         }
     }
 }
@@ -377,7 +418,21 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
-fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
+/// What a runner sends back to the dispatcher.
+enum Returned {
+    /// A run ended; its outcome is to be written.
+    Ended(Done),
+    /// A prefetched run the runner did not start, because the pool is
+    /// stopping: it goes back to its queue.
+    Unstarted(Claimed),
+}
+
+fn dispatch(
+    shared: &Shared,
+    tx: Sender<Claimed>,
+    rx: &Receiver<Claimed>,
+    done_rx: &Receiver<Returned>,
+) {
     let store = &shared.store;
     let engine = store.engine();
     let lease_ms = dur_ms(shared.lease);
@@ -385,13 +440,43 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
     let mut next_expiry_run = 0u64;
     // Outcomes received from runners and not yet written.
     let mut pending: Vec<Done> = Vec::new();
+    // Prefetched runs not started, to put back in their queues.
+    let mut unstarted: Vec<Claimed> = Vec::new();
     loop {
         let seen = engine.signal.generation();
-        for done in done_rx.try_iter() {
-            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            pending.push(done);
+        for returned in done_rx.try_iter() {
+            match returned {
+                Returned::Ended(done) => {
+                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    pending.push(done);
+                }
+                Returned::Unstarted(run) => unstarted.push(run),
+            }
         }
         let quitting = shared.quit.load(Ordering::SeqCst);
+        if quitting {
+            // Runners check the quit flag before they start a run, so no
+            // run taken from here can start.
+            unstarted.extend(rx.try_iter());
+        }
+        if !unstarted.is_empty() {
+            match engine.release(&unstarted) {
+                Ok(_) => {
+                    shared
+                        .in_flight
+                        .fetch_sub(unstarted.len(), Ordering::SeqCst);
+                    unstarted.clear();
+                }
+                Err(_) => {
+                    // They keep their claims (and their place in `live`)
+                    // until the store works again; a crash meanwhile puts
+                    // them back at the next open, uncounted.
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    engine.signal.wait(seen, Some(ERROR_BACKOFF));
+                    continue;
+                }
+            }
+        }
         let in_flight = shared.in_flight.load(Ordering::SeqCst);
         if quitting && in_flight == 0 && pending.is_empty() {
             return; // dropping `tx` lets the runners exit
@@ -405,7 +490,7 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
         let free = if quitting {
             0
         } else {
-            shared.threads.saturating_sub(in_flight)
+            shared.claims.saturating_sub(in_flight)
         };
         let mut progressed = false;
         if !pending.is_empty() || (free > 0 && !queues.is_empty()) {
@@ -495,8 +580,17 @@ fn dispatch(shared: &Shared, tx: Sender<Claimed>, done_rx: &Receiver<Done>) {
     }
 }
 
-fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Done>) {
+fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Returned>) {
     for claimed in rx.iter() {
+        if shared.quit.load(Ordering::SeqCst) {
+            // A prefetched run that has not started: the dispatcher puts it
+            // back in its queue. Nothing was journaled for it, so it is not
+            // an attempt.
+            let _ = done_tx.send(Returned::Unstarted(claimed));
+            shared.store.engine().signal.notify();
+            continue;
+        }
+        shared.running.fetch_add(1, Ordering::SeqCst);
         // Reports a failure if this thread unwinds before reporting, so the
         // dispatcher never waits for an outcome that cannot come.
         let mut report = Report {
@@ -504,6 +598,8 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Done>) {
             done_tx,
             run: Some(&claimed),
         };
+        // The journal line is what makes this claim a run (see
+        // `engine::journal`): it is written before the handler starts.
         if shared.store.engine().journal_start(&claimed).is_err() {
             // The run goes ahead: at worst a crash now leaves it uncounted.
             shared.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -521,13 +617,14 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Claimed>, done_tx: &Sender<Done>) {
 /// A run's outcome on its way to the dispatcher.
 struct Report<'a> {
     shared: &'a Shared,
-    done_tx: &'a Sender<Done>,
+    done_tx: &'a Sender<Returned>,
     run: Option<&'a Claimed>,
 }
 
 impl Report<'_> {
     fn send(&mut self, outcome: Outcome) {
         if let Some(claimed) = self.run.take() {
+            self.shared.running.fetch_sub(1, Ordering::SeqCst);
             let done = Done {
                 id: claimed.id.clone(),
                 token: claimed.token,
@@ -536,7 +633,7 @@ impl Report<'_> {
             };
             // The dispatcher outlives every run it handed out, so the
             // channel is open.
-            let _ = self.done_tx.send(done);
+            let _ = self.done_tx.send(Returned::Ended(done));
             self.shared.store.engine().signal.notify();
         }
     }

@@ -114,8 +114,14 @@ pub(crate) struct Claimed {
     pub(crate) args: Vec<u8>,
     pub(crate) attempt: u32,
     pub(crate) token: u64,
-    /// The sequence number of the `READY` key it was claimed from.
+    /// The time and sequence number of the `READY` key it was claimed from:
+    /// a run released unstarted goes back to exactly that key.
+    pub(crate) from_time: u64,
     pub(crate) from_seq: u64,
+    /// The record's `started_at` and `ended_at` before the claim, restored
+    /// by a release.
+    pub(crate) prev_started_at: Option<u64>,
+    pub(crate) prev_ended_at: Option<u64>,
 }
 
 /// How a run ended.
@@ -458,6 +464,7 @@ impl Engine {
                     write(jobs, index, &record)?;
                     continue;
                 }
+                let (prev_started_at, prev_ended_at) = (record.started_at, record.ended_at);
                 record.attempts = record.attempts.saturating_add(1);
                 record.token = token;
                 record.started_at = Some(now);
@@ -473,7 +480,10 @@ impl Engine {
                     args: record.args.clone(),
                     attempt: record.attempts,
                     token,
+                    from_time: key.time,
                     from_seq: key.seq,
+                    prev_started_at,
+                    prev_ended_at,
                 });
             }
             Ok((written, claimed, abandoned, corrupt))
@@ -572,6 +582,49 @@ impl Engine {
     pub(crate) fn journal_start(&self, run: &Claimed) -> Result<()> {
         self.journal
             .append(run.token, run.attempt, run.from_seq, &run.id)
+    }
+
+    /// Puts runs that were claimed but never started back where they were
+    /// claimed from: the very `READY` key (so they keep their place in queue
+    /// order), with the attempt uncounted and `started_at`/`ended_at` as
+    /// before the claim. The record keeps the run's token, so nothing the
+    /// run could still send is accepted (fencing). A run whose job moved on
+    /// meanwhile (deleted, say) is skipped. One transaction; returns how many
+    /// were put back.
+    pub(crate) fn release(&self, runs: &[Claimed]) -> Result<usize> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let released = self.tx(|jobs, index| {
+            let mut released = 0;
+            for run in runs {
+                let Some(mut record) = running(jobs, &run.id, run.token)? else {
+                    continue;
+                };
+                let key = record.index_key();
+                index.remove(&record.key[..])?;
+                record.attempts = record.attempts.saturating_sub(1);
+                record.started_at = run.prev_started_at;
+                record.ended_at = run.prev_ended_at;
+                record.key =
+                    IndexKey::new(key.queue, Class::Ready, run.from_time, run.from_seq).encode();
+                write(jobs, index, &record)?;
+                released += 1;
+            }
+            Ok(released)
+        })?;
+        {
+            let mut live = self.live.lock();
+            for run in runs {
+                if live.get(&run.id) == Some(&run.token) {
+                    live.remove(&run.id);
+                }
+            }
+        }
+        if released > 0 {
+            self.signal.notify();
+        }
+        Ok(released)
     }
 
     /// Flushes sled and rewrites the run journal with the lines of the runs
@@ -1312,5 +1365,38 @@ mod tests {
         );
         // Recovery is done once: a second pass finds nothing.
         assert_eq!(engine.recover_all(now).unwrap(), 0);
+    }
+
+    #[test]
+    fn release_restores_the_claimed_key_and_fences_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(&dir.path().join("store"));
+        engine.enqueue(vec![job("a"), job("b")], NOW).unwrap();
+        let before: Vec<JobRecord> = ["a", "b"].iter().map(|id| record(&engine, id)).collect();
+        let queue = engine.queue_id("default").unwrap();
+        let claimed = engine
+            .round(&[], &[queue], 2, LEASE_MS, NOW + 5)
+            .unwrap()
+            .claimed;
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(engine.release(&claimed).unwrap(), 2);
+        for (old, run) in before.iter().zip(&claimed) {
+            let mut now = record(&engine, &old.id);
+            assert_eq!(now.token, run.token, "the record keeps the run's token");
+            now.token = old.token;
+            assert_eq!(&now, old, "everything else is as before the claim");
+        }
+        assert!(engine.live.lock().is_empty());
+        // A late outcome of a released run writes nothing.
+        let done = Done {
+            id: "a".to_owned(),
+            token: claimed[0].token,
+            outcome: Outcome::Success(b"1".to_vec()),
+            ended_at: NOW + 6,
+        };
+        let report = engine.round(&[done], &[], 0, LEASE_MS, NOW + 6).unwrap();
+        assert_eq!(report.written, [false]);
+        // Released twice: nothing left to release.
+        assert_eq!(engine.release(&claimed).unwrap(), 0);
     }
 }
