@@ -327,6 +327,9 @@ pub(crate) struct RunState {
     pub(crate) deadline: std::sync::atomic::AtomicU64,
     /// The dispatcher recorded the run as timed out.
     pub(crate) timed_out: std::sync::atomic::AtomicBool,
+    /// When its handler started (store-clock ms); `u64::MAX` while it waits
+    /// in a worker's prefetch.
+    pub(crate) started_at: std::sync::atomic::AtomicU64,
 }
 
 impl RunState {
@@ -334,6 +337,7 @@ impl RunState {
         RunState {
             deadline: std::sync::atomic::AtomicU64::new(u64::MAX),
             timed_out: std::sync::atomic::AtomicBool::new(false),
+            started_at: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
 }

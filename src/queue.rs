@@ -110,6 +110,9 @@ impl Queue {
             let Some(claimed) = engine.claim_one(&id, &self.name, lease, now)? else {
                 continue;
             };
+            // Journaled like a worker's run, so a crash mid-run counts it
+            // as an attempt at the next open.
+            engine.journal_start(&claimed)?;
             let state = Arc::new(crate::handlers::RunState::new());
             let outcome = crate::worker::execute(&runner, &claimed, &state);
             let done = crate::engine::Done {

@@ -92,7 +92,9 @@ impl StoreBuilder {
     /// Any job that was running when the process that last had the store
     /// open stopped is recovered at once: its lost run counts as a failed
     /// attempt ("abandoned: ..."), and its retry policy decides between
-    /// running it again and failing it.
+    /// running it again and failing it. A job a worker had claimed ahead
+    /// (see [`WorkerBuilder::prefetch`](crate::WorkerBuilder::prefetch)) but
+    /// not started goes back to its queue without an attempt counted.
     ///
     /// # Errors
     ///
@@ -281,7 +283,9 @@ impl Store {
         self.inner.engine.quarantined(id)
     }
 
-    /// How many interrupted runs were recovered when this store was opened.
+    /// How many interrupted runs were recovered when this store was opened
+    /// (counted as abandoned attempts). Jobs claimed ahead and never started,
+    /// put back in their queues, are not counted.
     pub fn recovered_at_open(&self) -> usize {
         self.inner.recovered
     }

@@ -1,7 +1,10 @@
 //! `Worker`: a pool of threads that runs due jobs.
 //!
 //! One dispatcher thread claims jobs (nobody else does, so claims never
-//! race) and hands them to N runner threads over a channel. The dispatcher
+//! race) and hands them to N runner threads over a channel. It claims ahead
+//! of the runners (up to `prefetch` runs wait in the channel), so that each
+//! of its rounds, one sled transaction, records many outcomes and claims
+//! many jobs: sled charges a fixed cost per transaction. The dispatcher
 //! sleeps until the next due time, a lapsed lease or an expiry, or until an
 //! enqueue or a finished run wakes it: there is no polling loop.
 
@@ -44,7 +47,12 @@ pub struct WorkerBuilder {
     limit_error: Option<Error>,
     hook: Option<HookFn>,
     event_buffer: usize,
+    prefetch: Option<usize>,
 }
+
+/// The default prefetch per runner thread, and the least default prefetch.
+const PREFETCH_PER_THREAD: usize = 8;
+const MIN_DEFAULT_PREFETCH: usize = 16;
 
 /// How a worker picks among its queues (rq's `--dequeue-strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,6 +105,24 @@ impl WorkerBuilder {
     /// when the store was exported) is resolved as abandoned.
     pub fn lease(mut self, lease: Duration) -> WorkerBuilder {
         self.lease = lease;
+        self
+    }
+
+    /// How many claimed jobs may wait for a free runner thread, on top of
+    /// the jobs running. By default `8 × threads`, at least 16. A tuning
+    /// knob: the dispatcher writes outcomes and claims jobs in batches of up
+    /// to this size (one sled transaction each), so a larger prefetch drains
+    /// short jobs faster; 0 claims only for idle threads.
+    ///
+    /// Prefetched jobs show as started. The price: a job enqueued on a
+    /// higher-priority queue waits behind the prefetched ones, and another
+    /// worker on the same queues does not get them. A prefetched job that
+    /// does not start is not an attempt: at [`Worker::shutdown`] it goes back
+    /// to its place in its queue, and after a crash the next open puts it
+    /// back in its queue without counting an attempt. Jobs with a limit key
+    /// count against their limit while prefetched.
+    pub fn prefetch(mut self, prefetch: usize) -> WorkerBuilder {
+        self.prefetch = Some(prefetch);
         self
     }
 
@@ -260,19 +286,29 @@ impl WorkerBuilder {
             Some(f) => Some(Hook::start(f, self.event_buffer).map_err(Error::Spawn)?),
             None => None,
         };
-        let (tx, rx) = crossbeam_channel::bounded(self.threads);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let prefetch = self.prefetch.unwrap_or_else(|| {
+            self.threads
+                .saturating_mul(PREFETCH_PER_THREAD)
+                .max(MIN_DEFAULT_PREFETCH)
+        });
+        // Room for every run the dispatcher may have claimed, so that it
+        // never blocks on a send.
+        let claims = self.threads.saturating_add(prefetch);
+        let (tx, rx) = crossbeam_channel::bounded(claims);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Returned>();
         let shared = Arc::new(Shared {
             store: self.store,
             handlers: self.handlers,
             queues: self.queues,
             threads: self.threads,
+            claims,
             lease: self.lease,
             callback_timeout: self.callback_timeout,
             policy: self.policy,
             burst,
             quit: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            started_runs: AtomicUsize::new(0),
             exited: Mutex::new(0),
             exited_cond: Condvar::new(),
             stats: Counters::default(),
@@ -306,7 +342,11 @@ impl WorkerBuilder {
 
 /// Starts one runner thread. Runners are numbered; a runner retired after a
 /// timeout is replaced by a new number.
-fn spawn_runner(shared: &Arc<Shared>, rx: &Receiver<Run>, done_tx: &Sender<Done>) -> Result<()> {
+fn spawn_runner(
+    shared: &Arc<Shared>,
+    rx: &Receiver<Run>,
+    done_tx: &Sender<Returned>,
+) -> Result<()> {
     let i = shared.next_runner.fetch_add(1, Ordering::SeqCst);
     let rx = rx.clone();
     let done_tx = done_tx.clone();
@@ -335,8 +375,6 @@ fn spawn_runner(shared: &Arc<Shared>, rx: &Receiver<Run>, done_tx: &Sender<Done>
 /// A run the dispatcher handed out.
 struct RunEntry {
     id: String,
-    /// When it was claimed (store-clock ms).
-    claimed_at: u64,
     state: Arc<RunState>,
     /// For its events.
     info: RunInfo,
@@ -451,6 +489,7 @@ impl Worker {
             limit_error: None,
             hook: None,
             event_buffer: DEFAULT_EVENT_BUFFER,
+            prefetch: None,
         }
     }
 
@@ -496,7 +535,7 @@ impl Worker {
         drop(exited);
         if !done {
             return Err(Error::ShutdownTimeout {
-                running: self.shared.in_flight.load(Ordering::SeqCst),
+                running: self.shared.started_runs.load(Ordering::SeqCst),
             });
         }
         self.join_all();
@@ -533,13 +572,18 @@ struct Shared {
     handlers: Handlers,
     queues: Vec<String>,
     threads: usize,
+    /// How many runs may be claimed and not finished at once: the threads
+    /// plus the prefetch.
+    claims: usize,
     lease: Duration,
     callback_timeout: Duration,
     policy: ClaimPolicy,
     burst: bool,
     quit: AtomicBool,
-    /// Claimed runs not yet finished.
+    /// Claimed runs not yet finished (running or waiting for a runner).
     in_flight: AtomicUsize,
+    /// Runs whose handler is running.
+    started_runs: AtomicUsize,
     exited: Mutex<usize>,
     exited_cond: Condvar,
     stats: Counters,
@@ -591,7 +635,7 @@ impl Counters {
             corrupt: get(&self.corrupt),
             errors: get(&self.errors),
             busy: Duration::from_micros(get(&self.busy_us)),
-            running: shared.in_flight.load(Ordering::Relaxed),
+            running: shared.started_runs.load(Ordering::Relaxed),
             timed_out: get(&self.timed_out),
             expired: get(&self.expired),
             running_jobs: {
@@ -599,7 +643,10 @@ impl Counters {
                     .running
                     .lock()
                     .values()
-                    .map(|run| (run.id.clone(), crate::clock::from_ms(run.claimed_at)))
+                    .filter_map(|run| {
+                        let at = run.state.started_at.load(Ordering::SeqCst);
+                        (at != u64::MAX).then(|| (run.id.clone(), crate::clock::from_ms(at)))
+                    })
                     .collect();
                 jobs.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
                 jobs
@@ -682,8 +729,8 @@ fn dispatch(
     shared: &Arc<Shared>,
     tx: Sender<Run>,
     rx: &Receiver<Run>,
-    done_tx: &Sender<Done>,
-    done_rx: &Receiver<Done>,
+    done_tx: &Sender<Returned>,
+    done_rx: &Receiver<Returned>,
 ) {
     let store = &shared.store;
     let engine = store.engine();
@@ -695,17 +742,49 @@ fn dispatch(
     // not yet written, and what their events need.
     let mut pending: Vec<Done> = Vec::new();
     let mut pending_info: Vec<RunInfo> = Vec::new();
+    // Prefetched runs not started, to put back in their queues.
+    let mut unstarted: Vec<Claimed> = Vec::new();
     loop {
         let seen = engine.signal.generation();
-        for done in done_rx.try_iter() {
-            // A run that timed out was already recorded and its slot freed:
-            // its late outcome is dropped.
-            if let Some(run) = shared.running.lock().remove(&done.token) {
-                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-                pending.push(done);
-                pending_info.push(run.info);
-            } else {
-                shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
+        for returned in done_rx.try_iter() {
+            match returned {
+                Returned::Ended(done) => {
+                    // A run that timed out was already recorded and its slot
+                    // freed: its late outcome is dropped.
+                    if let Some(run) = shared.running.lock().remove(&done.token) {
+                        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        pending.push(done);
+                        pending_info.push(run.info);
+                    } else {
+                        shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Returned::Unstarted(run) => unstarted.push(run.claimed),
+            }
+        }
+        if shared.quit.load(Ordering::SeqCst) {
+            // Runners check the quit flag before they start a run, so no
+            // run taken from here can start.
+            unstarted.extend(rx.try_iter().map(|run| run.claimed));
+        }
+        if !unstarted.is_empty() {
+            match engine.release(&unstarted) {
+                Ok(_) => {
+                    let mut running = shared.running.lock();
+                    for run in unstarted.drain(..) {
+                        if running.remove(&run.token).is_some() {
+                            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                Err(_) => {
+                    // They keep their claims (and their place in `live`)
+                    // until the store works again; a crash meanwhile puts
+                    // them back at the next open, uncounted.
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    engine.signal.wait(seen, Some(ERROR_BACKOFF));
+                    continue;
+                }
             }
         }
         let now = store.now_ms();
@@ -745,7 +824,7 @@ fn dispatch(
         let free = if quitting {
             0
         } else {
-            shared.threads.saturating_sub(in_flight)
+            shared.claims.saturating_sub(in_flight)
         };
         let mut progressed = false;
         if !pending.is_empty() || (free > 0 && !queues.is_empty()) {
@@ -811,7 +890,6 @@ fn dispatch(
                             claimed.token,
                             RunEntry {
                                 id: claimed.id.clone(),
-                                claimed_at: now,
                                 state: state.clone(),
                                 info: RunInfo {
                                     queue: claimed.queue.clone(),
@@ -989,8 +1067,29 @@ fn time_out_runs(
     late.len()
 }
 
-fn run_jobs(shared: &Shared, rx: &Receiver<Run>, done_tx: &Sender<Done>) -> RunnerEnd {
+/// What a runner sends back to the dispatcher.
+enum Returned {
+    /// A run ended; its outcome is to be written.
+    Ended(Done),
+    /// A prefetched run the runner did not start, because the pool is
+    /// stopping: it goes back to its queue.
+    Unstarted(Run),
+}
+
+fn run_jobs(shared: &Shared, rx: &Receiver<Run>, done_tx: &Sender<Returned>) -> RunnerEnd {
     for run in rx.iter() {
+        if shared.quit.load(Ordering::SeqCst) {
+            // A prefetched run that has not started: the dispatcher puts it
+            // back in its queue. Nothing was journaled for it, so it is not
+            // an attempt.
+            let _ = done_tx.send(Returned::Unstarted(run));
+            shared.store.engine().signal.notify();
+            continue;
+        }
+        shared.started_runs.fetch_add(1, Ordering::SeqCst);
+        run.state
+            .started_at
+            .store(shared.store.now_ms(), Ordering::SeqCst);
         let claimed = &run.claimed;
         // Reports a failure if this thread unwinds before reporting, so the
         // dispatcher never waits for an outcome that cannot come.
@@ -999,6 +1098,8 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Run>, done_tx: &Sender<Done>) -> Runn
             done_tx,
             run: Some(claimed),
         };
+        // The journal line is what makes this claim a run (see
+        // `engine::journal`): it is written before the handler starts.
         if shared.store.engine().journal_start(claimed).is_err() {
             // The run goes ahead: at worst a crash now leaves it uncounted.
             shared.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -1020,13 +1121,14 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Run>, done_tx: &Sender<Done>) -> Runn
 /// A run's outcome on its way to the dispatcher.
 struct Report<'a> {
     shared: &'a Shared,
-    done_tx: &'a Sender<Done>,
+    done_tx: &'a Sender<Returned>,
     run: Option<&'a Claimed>,
 }
 
 impl Report<'_> {
     fn send(&mut self, outcome: Outcome) {
         if let Some(claimed) = self.run.take() {
+            self.shared.started_runs.fetch_sub(1, Ordering::SeqCst);
             let done = Done {
                 id: claimed.id.clone(),
                 token: claimed.token,
@@ -1037,7 +1139,7 @@ impl Report<'_> {
             };
             // The dispatcher outlives every run it handed out, so the
             // channel is open.
-            let _ = self.done_tx.send(done);
+            let _ = self.done_tx.send(Returned::Ended(done));
             self.shared.store.engine().signal.notify();
         }
     }

@@ -396,8 +396,9 @@ fn kill_9_cycles() {
     println!(
         "kill_9_cycles: {cycles} cycles in {:.1} s; {} jobs acked ({} jobs in the store), \
          {} executions ({} succeeded; {} reran an attempt whose claim was lost, {} ran again \
-         after a success whose outcome was lost), {} runs recovered at checks, {} by \
-         children ({} kills landed during open); final: {} finished, {} failed; 0 violations",
+         after a success whose outcome was lost), {} runs recovered at checks ({} claims \
+         put back unstarted), {} by children ({} kills landed during open); final: {} \
+         finished, {} failed; 0 violations",
         started.elapsed().as_secs_f64(),
         h.acked.len(),
         h.model.len(),
@@ -406,6 +407,7 @@ fn kill_9_cycles() {
         s.attempts_rerun,
         s.reruns_after_done,
         s.recovered_at_checks,
+        s.unstarted_at_checks,
         s.recovered_by_children,
         s.kills_in_open,
         s.final_finished,
@@ -454,10 +456,21 @@ struct Summary {
     reruns_after_done: u64,
     dones: u64,
     recovered_at_checks: u64,
+    /// `STARTED` jobs whose run never started, put back uncounted at checks.
+    unstarted_at_checks: u64,
     recovered_by_children: u64,
     kills_in_open: u64,
     final_finished: u64,
     final_failed: u64,
+}
+
+/// What `check_job` found a job's last attempt to be.
+#[derive(Default)]
+struct Recovered {
+    /// Abandoned at this open (newer than the last check).
+    now: bool,
+    /// Abandoned, at this open or an earlier one.
+    last: bool,
 }
 
 /// What a check reads from the store, before and after recovery.
@@ -466,6 +479,10 @@ struct Raw {
     started: BTreeSet<String>,
     /// Every record's id.
     records: BTreeSet<String>,
+    /// (id, attempt) of every complete line of the run journal (`dueq-runs`,
+    /// lines `token attempt seq id`): the runs that started since the last
+    /// open, and those still going on at it.
+    journal: HashSet<(String, u32)>,
 }
 
 struct Harness {
@@ -691,13 +708,11 @@ impl Harness {
         self.summary.recovered_at_checks += recovered as u64;
         // Every STARTED job is recovered; runs whose claim was lost with the
         // process (found in the run journal) are recovered on top of them.
-        if recovered < raw.started.len() {
-            v.push(format!(
-                "recovered_at_open() is {recovered}, but the store had {} STARTED keys: {:?}",
-                raw.started.len(),
-                raw.started
-            ));
-        }
+        // `STARTED` jobs whose run started and runs whose claim was lost with
+        // the process (both found in the run journal) are recovered;
+        // `STARTED` jobs claimed ahead and never started are put back
+        // without counting. Checked per job below; the sum here.
+        let journal = (!last).then_some(&raw.journal);
 
         // Registries: exactly one state per job.
         let mut state: BTreeMap<String, (String, Status)> = BTreeMap::new();
@@ -779,6 +794,8 @@ impl Harness {
 
         // Every job.
         let mut infos = BTreeMap::new();
+        let mut abandoned_now = 0;
+        let mut abandoned_last = 0;
         for (id, (queue, status)) in &state {
             let job = match store.job(id) {
                 Ok(Some(job)) => job,
@@ -809,10 +826,34 @@ impl Harness {
             } else {
                 Ok(None)
             };
-            self.check_job(&info, result, raw.started.contains(id), v);
+            let was_started = raw.started.contains(id);
+            let r = self.check_job(&info, result, was_started, journal, v);
+            if was_started && !r.last {
+                self.summary.unstarted_at_checks += 1;
+            }
+            abandoned_now += usize::from(r.now);
+            abandoned_last += usize::from(r.last);
             infos.insert(id.clone(), info);
         }
         drop(store);
+        // Every attempt counted since the last check was recovered by this
+        // open (the final check's copy follows the parent's own open, which
+        // recovered `last_started` runs, checked in `finish`); a kill during
+        // the child's open can leave earlier runs to recover again. Every
+        // recovered run is its job's last attempt.
+        let opens = recovered
+            + if last {
+                self.last_started.unwrap_or(0)
+            } else {
+                0
+            };
+        if abandoned_now > opens || recovered > abandoned_last {
+            v.push(format!(
+                "{recovered} runs recovered at open (and {opens} with the final open), but \
+                 {abandoned_now} jobs have an attempt abandoned since the last check and \
+                 {abandoned_last} end with an abandoned attempt"
+            ));
+        }
 
         if last {
             for (id, info) in &infos {
@@ -854,7 +895,24 @@ impl Harness {
         let mut raw = Raw {
             started: BTreeSet::new(),
             records: BTreeSet::new(),
+            journal: HashSet::new(),
         };
+        let journal = std::fs::read_to_string(copy_b.join("dueq-runs")).unwrap_or_default();
+        for line in complete_lines(&journal) {
+            match line.split(' ').collect::<Vec<_>>().as_slice() {
+                [token, attempt, seq, id]
+                    if token.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok() =>
+                {
+                    match attempt.parse() {
+                        Ok(attempt) => {
+                            raw.journal.insert(((*id).to_owned(), attempt));
+                        }
+                        Err(_) => v.push(format!("malformed run journal line {line:?}")),
+                    }
+                }
+                _ => v.push(format!("malformed run journal line {line:?}")),
+            }
+        }
         let db = match sled::Config::new().path(&copy_b).open() {
             Ok(db) => db,
             Err(e) => {
@@ -1007,12 +1065,13 @@ impl Harness {
         info: &JobInfo,
         result: dueq::Result<Option<String>>,
         was_started: bool,
+        journal: Option<&HashSet<(String, u32)>>,
         v: &mut Vec<String>,
-    ) {
+    ) -> Recovered {
         let id = info.id.as_str();
         let Some(kind) = Kind::from_name(&info.handler) else {
             v.push(format!("{id}: unknown handler {:?}", info.handler));
-            return;
+            return Recovered::default();
         };
         if let Some((acked_kind, _)) = self.acked.get(id) {
             if *acked_kind != kind {
@@ -1039,7 +1098,7 @@ impl Harness {
                 .any(|(i, a)| a.number as usize != i + 1)
         {
             v.push(format!("{id}: {n} attempts but attempts_log {log:?}"));
-            return;
+            return Recovered::default();
         }
         // Progress since the last check.
         if let Some(k) = self.model.get(id) {
@@ -1058,18 +1117,53 @@ impl Harness {
         }
         let before = self.model.get(id).map_or(0, |k| k.attempts);
         let runs = self.cycle_runs.get(id).copied().unwrap_or(0);
+        // The attempt this open recovered, if any: the last one, abandoned,
+        // and newer than the last check (earlier opens recovered only
+        // attempts the last check saw).
+        let abandoned_last = log.last().is_some_and(|a| {
+            a.number == n
+                && a.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(ABANDONED_AT_OPEN))
+        });
+        let abandoned_now = abandoned_last && n > before;
         // A run killed after its run-journal line but before the handler's
         // first `exec` line is counted at open (an abandoned attempt) though
-        // no `exec` line shows it: one per job per kill, like a STARTED one.
-        let journaled = log
-            .last()
-            .and_then(|a| a.error.as_deref())
-            .is_some_and(|e| e.starts_with("abandoned"));
-        if n > before + runs + u32::from(was_started || journaled) {
+        // no `exec` line shows it: one per job per kill. A claim whose run
+        // never started (claimed ahead, or killed before its journal line)
+        // is not counted, so nothing else may add an attempt.
+        if n > before + runs + u32::from(abandoned_now) {
             v.push(format!(
                 "{id}: attempts grew from {before} to {n} with {runs} runs this cycle \
                  (STARTED at the kill: {was_started})"
             ));
+        }
+        if let Some(journal) = journal {
+            // Only a run that started is counted: its journal line is
+            // written before its handler starts.
+            if abandoned_now && !journal.contains(&(id.to_owned(), n)) {
+                v.push(format!(
+                    "{id}: attempt {n} was recovered as abandoned without a run journal line"
+                ));
+            }
+            // A job STARTED at the kill whose run did not start (no line for
+            // the claim's attempt, n + 1 once put back) is back in its queue
+            // uncounted: such a claim can never fail a job.
+            if was_started && !abandoned_last {
+                if journal.contains(&(id.to_owned(), n + 1)) {
+                    v.push(format!(
+                        "{id} was STARTED at the kill and its attempt {} has a journal \
+                         line, but it was not recovered as abandoned",
+                        n + 1
+                    ));
+                }
+                if !matches!(info.status, Status::Queued | Status::Scheduled) {
+                    v.push(format!(
+                        "{id} was claimed but never started at the kill, and is {} after open",
+                        info.status
+                    ));
+                }
+            }
         }
         // Each attempt.
         for (i, a) in log.iter().enumerate() {
@@ -1125,22 +1219,14 @@ impl Harness {
             }
         }
         let last = log.last();
-        if was_started
-            && !last.is_some_and(|a| {
-                a.error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(ABANDONED_AT_OPEN))
-            })
-        {
-            v.push(format!(
-                "{id} was STARTED at the kill; its last attempt is {last:?}"
-            ));
-        }
         let result = match result {
             Ok(r) => r,
             Err(e) => {
                 v.push(format!("{id}: result does not read: {e}"));
-                return;
+                return Recovered {
+                    now: abandoned_now,
+                    last: abandoned_last,
+                };
             }
         };
         match info.status {
@@ -1192,6 +1278,10 @@ impl Harness {
                 }
             }
             s => v.push(format!("{id} is {s} after open")),
+        }
+        Recovered {
+            now: abandoned_now,
+            last: abandoned_last,
         }
     }
 

@@ -174,6 +174,12 @@ struct Setup {
 
 /// A store holding one job `victim` on the `block` handler.
 fn setup(retry: Option<Retry>) -> Setup {
+    setup_with(retry, &[])
+}
+
+/// A store holding `victim` (with `retry`), then the jobs `others` (no
+/// retries), all on the `block` handler.
+fn setup_with(retry: Option<Retry>, others: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("jobs.dueq");
     let side = dir.path().join("side.log");
@@ -185,6 +191,13 @@ fn setup(retry: Option<Retry>) -> Setup {
             job = job.retry(retry);
         }
         job.enqueue().unwrap();
+        for id in others {
+            s.queue("default")
+                .job("block", &())
+                .id(*id)
+                .enqueue()
+                .unwrap();
+        }
     } // durable on return; dropped so the child can open it
     Setup {
         _dir: dir,
@@ -414,6 +427,72 @@ fn a_run_killed_right_after_its_claim_counts_as_an_attempt() {
     let info = store.job("victim").unwrap().unwrap().info().unwrap();
     assert_eq!(info.status, Status::Failed, "{info:?}");
     assert_eq!(info.attempts, 1);
+}
+
+/// The child's one runner thread blocks in `victim`; its worker has claimed
+/// the other jobs ahead (prefetch) and the claims are on disk. A kill then
+/// leaves all of them `STARTED`, but only `victim` ran: the others go back
+/// to the queue, in their order, without an attempt counted (they have no
+/// retries: counting one would fail them without a run).
+#[test]
+fn jobs_claimed_ahead_but_never_started_are_not_counted_after_a_kill() {
+    let others = ["waiting-1", "waiting-2", "waiting-3"];
+    let s = setup_with(Some(Retry::max(1)), &others);
+    let first = kill_child_mid_job(&s.store, &s.side, Kill::AfterDurableClaim);
+    assert_eq!((first.id.as_str(), first.attempt), ("victim", 1));
+
+    let store = Store::open(&s.store).unwrap();
+    assert_eq!(
+        store.recovered_at_open(),
+        1,
+        "only victim's run is recovered"
+    );
+    let victim = store.job("victim").unwrap().unwrap().info().unwrap();
+    assert_eq!(victim.attempts, 1, "{victim:?}");
+    assert!(contains(&victim.error, ABANDONED_AT_OPEN), "{victim:?}");
+    let q = store.queue("default");
+    assert!(q.started().job_ids().unwrap().is_empty());
+    let queued: Vec<String> = q
+        .job_ids()
+        .unwrap()
+        .into_iter()
+        .filter(|id| id != "victim")
+        .collect();
+    assert_eq!(queued, others, "back in the queue, in their order");
+    for id in others {
+        let info = store.job(id).unwrap().unwrap().info().unwrap();
+        assert_eq!(info.status, Status::Queued, "{info:?}");
+        assert_eq!(info.attempts, 0, "{info:?}");
+        assert!(
+            info.attempts_log.is_empty() && info.error.is_none(),
+            "{info:?}"
+        );
+    }
+
+    // Each runs once, as its first attempt.
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let mut handlers = Handlers::new();
+    handlers.register_with_context("block", {
+        let runs = runs.clone();
+        move |ctx: &Context, (): ()| -> Result<(), JobError> {
+            runs.lock()
+                .unwrap()
+                .push((ctx.job_id().to_owned(), ctx.attempt()));
+            Ok(())
+        }
+    });
+    let stats = Worker::builder(&store, handlers)
+        .threads(1)
+        .burst()
+        .unwrap();
+    assert_eq!((stats.succeeded, stats.failed), (4, 0));
+    let runs = runs.lock().unwrap().clone();
+    for id in others {
+        assert_eq!(
+            runs.iter().filter(|(r, _)| r == id).collect::<Vec<_>>(),
+            [&(id.to_owned(), 1)]
+        );
+    }
 }
 
 // ------------------------------------------------------------------ fencing

@@ -981,7 +981,16 @@ fn execution_order_with_a_dual_dependency() {
         .enqueue()
         .unwrap();
     q.job("note", &"B").depends_on("slow_1").enqueue().unwrap();
-    f.burst(&noting(&log));
+    // DIFFERENCE: rq's single worker takes one job at a time. A dueq worker
+    // claims ahead (prefetch): both slow jobs finish in one round, A and B
+    // are released at the same instant, and jobs due at the same instant
+    // run in enqueue order (A first). One job at a time (`prefetch(0)`)
+    // gives rq's order.
+    dueq::Worker::builder(&f.store, noting(&log))
+        .threads(1)
+        .prefetch(0)
+        .burst()
+        .unwrap();
     assert_eq!(*log.lock().unwrap(), ["slow_1", "slow_2", "B", "A"]);
 }
 
@@ -1234,7 +1243,14 @@ fn the_started_registry_holds_a_job_while_it_runs() {
     assert_eq!(ok.status().unwrap(), Status::Queued);
     assert_eq!(q.started().count().unwrap(), 0, "not started yet");
     let bad = q.enqueue("look", &true).unwrap();
-    f.burst(&h);
+    // DIFFERENCE: by default a dueq worker claims jobs ahead of its threads
+    // (prefetch), and a claimed job shows as started while it waits for a
+    // thread. `prefetch(0)` claims only for idle threads, as rq does.
+    dueq::Worker::builder(&f.store, h)
+        .threads(1)
+        .prefetch(0)
+        .burst()
+        .unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for (ids, count, me) in &seen {

@@ -323,5 +323,8 @@ fn store_stats_include_the_workers_figures() {
     let last = worker.shutdown(WAIT).unwrap();
     assert_eq!((last.succeeded, last.failed), (1, 1));
     // A worker that was shut down no longer counts.
-    assert_eq!(f.store.stats().unwrap().workers, dueq::WorkerStats::default());
+    assert_eq!(
+        f.store.stats().unwrap().workers,
+        dueq::WorkerStats::default()
+    );
 }

@@ -310,6 +310,72 @@ fn shutdown_times_out_when_a_job_outlasts_it() {
     );
 }
 
+/// Jobs the pool claimed ahead of its runners and never started go back to
+/// exactly their place in the queue at shutdown, their attempt uncounted.
+#[test]
+fn shutdown_puts_prefetched_jobs_back_in_order_uncounted() {
+    let (_dir, store) = system_store();
+    let (gate, started_rx, release_tx) = gate();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut h = Handlers::new();
+    let (g, o) = (gate.clone(), order.clone());
+    h.register_with_context("slow", move |ctx, n: u32| -> Result<u32, JobError> {
+        o.lock().unwrap().push((n, ctx.attempt()));
+        if n == 0 {
+            g.pass(ctx.job_id())?;
+        }
+        Ok(n)
+    });
+    let q = store.queue("default");
+    let blocker = q.enqueue("slow", &0).unwrap();
+    let waiting: Vec<String> = (1..=5)
+        .map(|n| q.enqueue("slow", &n).unwrap().id().to_owned())
+        .collect();
+    let worker = Worker::builder(&store, h.clone())
+        .threads(1)
+        .prefetch(8)
+        .start()
+        .unwrap();
+    assert_eq!(started_rx.recv_timeout(PATIENCE).unwrap(), blocker.id());
+    // The one thread is busy; the others were claimed ahead.
+    assert_eq!(q.started().count().unwrap(), 6);
+    assert_eq!(q.count().unwrap(), 0);
+    assert_eq!(worker.stats().running, 1, "buffered jobs are not running");
+
+    let shutdown = std::thread::spawn(move || worker.shutdown(PATIENCE));
+    // The buffered jobs go back while the blocker still runs.
+    let deadline = Instant::now() + PATIENCE;
+    while q.count().unwrap() < waiting.len() {
+        assert!(Instant::now() < deadline, "prefetched jobs not put back");
+        std::thread::sleep(ms(2));
+    }
+    release_tx.send(()).unwrap();
+    let stats = shutdown.join().unwrap().unwrap();
+    assert_eq!((stats.succeeded, stats.failed, stats.errors), (1, 0, 0));
+    assert_eq!(blocker.status().unwrap(), Status::Finished);
+
+    // Their place: before a job enqueued now, in their own order.
+    let later = q.enqueue("slow", &6).unwrap();
+    let mut expected = waiting.clone();
+    expected.push(later.id().to_owned());
+    assert_eq!(q.job_ids().unwrap(), expected);
+    for id in &waiting {
+        let info = store.job(id).unwrap().unwrap().info().unwrap();
+        assert_eq!(info.status, Status::Queued, "{info:?}");
+        assert_eq!(info.attempts, 0, "{info:?}");
+        assert!(info.attempts_log.is_empty() && info.error.is_none());
+        assert_eq!(info.started_at, None, "{info:?}");
+    }
+    assert!(q.started().job_ids().unwrap().is_empty());
+
+    // They run once each, as first attempts, in that order.
+    order.lock().unwrap().clear();
+    let stats = Worker::builder(&store, h).threads(1).burst().unwrap();
+    assert_eq!(stats.succeeded, 6);
+    let ran = order.lock().unwrap().clone();
+    assert_eq!(ran, (1..=6).map(|n| (n, 1)).collect::<Vec<_>>());
+}
+
 #[test]
 fn stats_count_succeeded_and_failed_runs() {
     let f = Fixture::new();

@@ -10,12 +10,36 @@
 //! re-created under the same id). At open, a run whose claim was lost is found in
 //! the journal and counted as an abandoned attempt.
 //!
-//! The journal only has to cover claims that may not be on disk yet: after a
-//! sled `flush`, every line written before it is redundant, so the journal
-//! is truncated then (at open, when it grows past `ROTATE_AT`, and at close).
-//! A power cut can lose unsynced lines as well as claims; runs lost that way
-//! are not counted (they run again, which at-least-once allows).
+//! The journal also tells a run that started from a claim that never
+//! started. A worker claims ahead of its runners (prefetch), so at a crash
+//! some `STARTED` jobs were claimed but never handed to a handler: counting
+//! an attempt for those would fail a job with no retries left without ever
+//! running it. So the journal keeps, in memory, every run that appended its
+//! line and whose outcome is not yet committed (`started`), and the rule is:
+//! **a `STARTED` job has a line for its token in the journal if and only if
+//! its run started** (up to a power cut, below). At open, a `STARTED` job
+//! with a line is an abandoned run; one without a line goes back to `READY`
+//! with its attempt uncounted.
+//!
+//! The journal only has to cover claims that may not be on disk yet and
+//! runs whose outcome may not be on disk yet: after a sled `flush`, every
+//! line of a run that has ended is redundant, so the journal is then
+//! rewritten with the lines of the runs still going on only (at open, when
+//! it grows past `ROTATE_AT`, and at close). A run leaves `started` only
+//! once its outcome's transaction committed (or it was fenced), so a flush
+//! before the rewrite makes that outcome durable: no `STARTED` record on
+//! disk can be left with a started run and no line. The rewrite goes to a
+//! temporary file renamed over the journal, so a kill mid-rewrite leaves the
+//! old journal or the new one, never a truncated one.
+//!
+//! Lines are written with `write`, not synced: they survive the process being
+//! killed, not a power cut. After a power cut, lost lines can make a run that
+//! started look like a claim that never started (the job runs again with its
+//! attempt uncounted) and a run whose claim was lost go uncounted: the job
+//! runs again either way (at least once), but a job that takes the machine
+//! down can then run more often than its retry policy says.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +50,9 @@ use crate::error::Result;
 
 /// The journal's file name inside the store directory.
 const FILE: &str = "dueq-runs";
-/// Truncate (after a flush) once the journal is this long.
+/// Where a rewrite is prepared before it is renamed over `FILE`.
+const TMP_FILE: &str = "dueq-runs.tmp";
+/// Rewrite (after a flush) once the journal is this long.
 pub(crate) const ROTATE_AT: u64 = 1 << 20;
 
 /// A run start read back from the journal.
@@ -38,9 +64,27 @@ pub(crate) struct RunStart {
     pub(crate) id: String,
 }
 
+impl RunStart {
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {}\n",
+            self.token, self.attempt, self.from_seq, self.id
+        )
+    }
+}
+
 pub(crate) struct Journal {
     path: PathBuf,
-    file: Mutex<(File, u64)>,
+    state: Mutex<State>,
+}
+
+struct State {
+    file: File,
+    len: u64,
+    /// Runs that appended their line and have not ended yet (see the module
+    /// docs), by token: tokens are unique, ids are not (a job deleted and
+    /// re-created under its id while its old run goes on).
+    started: HashMap<u64, RunStart>,
 }
 
 impl Journal {
@@ -50,7 +94,11 @@ impl Journal {
         let len = file.metadata()?.len();
         Ok(Journal {
             path,
-            file: Mutex::new((file, len)),
+            state: Mutex::new(State {
+                file,
+                len,
+                started: HashMap::new(),
+            }),
         })
     }
 
@@ -86,27 +134,52 @@ impl Journal {
         Ok(starts)
     }
 
-    /// Records that a run is about to start. One `write` of one line.
+    /// Records that a run is about to start: one `write` of one line. The
+    /// run is remembered as started even if the write fails, so the next
+    /// rewrite still writes its line.
     pub(crate) fn append(&self, token: u64, attempt: u32, from_seq: u64, id: &str) -> Result<()> {
-        let line = format!("{token} {attempt} {from_seq} {id}\n");
-        let mut file = self.file.lock();
-        file.0.write_all(line.as_bytes())?;
-        file.1 += line.len() as u64;
+        let start = RunStart {
+            token,
+            attempt,
+            from_seq,
+            id: id.to_owned(),
+        };
+        let line = start.line();
+        let mut state = self.state.lock();
+        state.started.insert(token, start);
+        state.file.write_all(line.as_bytes())?;
+        state.len += line.len() as u64;
         Ok(())
     }
 
-    pub(crate) fn len(&self) -> u64 {
-        self.file.lock().1
+    /// Forgets runs that ended: call only once their outcome's transaction
+    /// committed (or they were fenced), never before.
+    pub(crate) fn ended(&self, tokens: impl IntoIterator<Item = u64>) {
+        let mut state = self.state.lock();
+        for token in tokens {
+            state.started.remove(&token);
+        }
     }
 
-    /// Runs `flush` (which must make every claim so far durable), then
-    /// empties the journal. Appends wait meanwhile, so no line written after
-    /// the flush began is dropped.
+    pub(crate) fn len(&self) -> u64 {
+        self.state.lock().len
+    }
+
+    /// Runs `flush` (which must make every claim and outcome so far
+    /// durable), then replaces the journal with the lines of the runs still
+    /// going on. Appends wait meanwhile, so no line written after the flush
+    /// began is dropped.
     pub(crate) fn truncate_after(&self, flush: impl FnOnce() -> Result<()>) -> Result<()> {
-        let mut file = self.file.lock();
+        let mut state = self.state.lock();
         flush()?;
-        file.0.set_len(0)?;
-        file.1 = 0;
+        let mut starts: Vec<&RunStart> = state.started.values().collect();
+        starts.sort_by_key(|s| s.token);
+        let lines: String = starts.iter().map(|s| s.line()).collect();
+        let tmp = self.path.with_file_name(TMP_FILE);
+        std::fs::write(&tmp, lines.as_bytes())?;
+        std::fs::rename(&tmp, &self.path)?;
+        state.file = OpenOptions::new().append(true).open(&self.path)?;
+        state.len = lines.len() as u64;
         Ok(())
     }
 }
@@ -139,8 +212,34 @@ mod tests {
         // The torn line parsed as a line only because garbage followed it;
         // it names a job that does not exist, which replay ignores.
         assert!(starts.len() <= 3);
+        j.ended([7, 9]);
         j.truncate_after(|| Ok(())).unwrap();
         assert!(j.read().unwrap().is_empty());
         assert_eq!(j.len(), 0);
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_lines_of_runs_still_going_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.append(7, 1, 3, "a").unwrap();
+        j.append(9, 2, 4, "b").unwrap();
+        j.append(11, 1, 5, "c").unwrap();
+        j.ended([9]);
+        j.truncate_after(|| Ok(())).unwrap();
+        let tokens: Vec<u64> = j.read().unwrap().iter().map(|s| s.token).collect();
+        assert_eq!(tokens, [7, 11]);
+        // Appends go on after the rewrite, to the new file.
+        j.append(13, 1, 6, "d").unwrap();
+        let tokens: Vec<u64> = j.read().unwrap().iter().map(|s| s.token).collect();
+        assert_eq!(tokens, [7, 11, 13]);
+        assert_eq!(
+            j.len(),
+            std::fs::metadata(dir.path().join(FILE)).unwrap().len()
+        );
+        // A failed flush leaves the journal as it was.
+        let err = j.truncate_after(|| Err(crate::Error::corrupt("x", "y")));
+        assert!(err.is_err());
+        assert_eq!(j.read().unwrap().len(), 3);
     }
 }

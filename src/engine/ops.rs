@@ -127,8 +127,14 @@ pub(crate) struct Claimed {
     pub(crate) args: Vec<u8>,
     pub(crate) attempt: u32,
     pub(crate) token: u64,
-    /// The sequence number of the `READY` key it was claimed from.
+    /// The time and sequence number of the `READY` key it was claimed from:
+    /// a run released unstarted goes back to exactly that key.
+    pub(crate) from_time: u64,
     pub(crate) from_seq: u64,
+    /// The record's `started_at` and `ended_at` before the claim, restored
+    /// by a release.
+    pub(crate) prev_started_at: Option<u64>,
+    pub(crate) prev_ended_at: Option<u64>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) callbacks: Callbacks,
     pub(crate) limit: Option<Limit>,
@@ -618,23 +624,10 @@ impl Engine {
             *self.rate_starts.lock() = starts;
         }
         drop(seq_guard);
-        {
-            let mut live = self.live.lock();
-            let mut stops = self.stops.lock();
-            let mut keys = self.live_keys.lock();
-            let mut running = self.limit_running.lock();
-            for d in done {
-                if live.get(&d.id) == Some(&d.token) {
-                    live.remove(&d.id);
-                }
-                stops.remove(&(d.id.clone(), d.token));
-                if let Some(key) = keys.remove(&(d.id.clone(), d.token)) {
-                    if let Some(n) = running.get_mut(&key) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-            }
-        }
+        self.forget_runs(done.iter().map(|d| (d.id.as_str(), d.token)));
+        // Only now that the outcomes are committed may their runs' journal
+        // lines go at the next rewrite (see `journal`).
+        self.journal.ended(done.iter().map(|d| d.token));
         report.written = written;
         {
             let mut live = self.live.lock();
@@ -713,14 +706,65 @@ impl Engine {
             }
             Ok(ready)
         })?;
-        {
-            let mut live = self.live.lock();
-            if live.get(&done.id) == Some(&done.token) {
-                live.remove(&done.id);
+        self.forget_runs(std::iter::once((done.id.as_str(), done.token)));
+        self.journal.ended([done.token]);
+        self.signal.notify();
+        Ok(released)
+    }
+
+    /// Forgets runs that ended, were fenced or released: they leave the
+    /// live map, the stop requests and their limit keys' counts.
+    fn forget_runs<'a>(&self, runs: impl Iterator<Item = (&'a str, u64)>) {
+        let mut live = self.live.lock();
+        let mut stops = self.stops.lock();
+        let mut keys = self.live_keys.lock();
+        let mut running = self.limit_running.lock();
+        for (id, token) in runs {
+            if live.get(id) == Some(&token) {
+                live.remove(id);
+            }
+            stops.remove(&(id.to_owned(), token));
+            if let Some(key) = keys.remove(&(id.to_owned(), token)) {
+                if let Some(n) = running.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                }
             }
         }
-        self.stops.lock().remove(&(done.id.clone(), done.token));
-        self.signal.notify();
+    }
+
+    /// Puts runs that were claimed but never started back where they were
+    /// claimed from: the very `READY` key (so they keep their place in queue
+    /// order), with the attempt uncounted and `started_at`/`ended_at` as
+    /// before the claim. The record keeps the run's token, so nothing the
+    /// run could still send is accepted (fencing). A run whose job moved on
+    /// meanwhile (deleted, say) is skipped. One transaction; returns how many
+    /// were put back.
+    pub(crate) fn release(&self, runs: &[Claimed]) -> Result<usize> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let released = self.tx(|jobs, index| {
+            let mut released = 0;
+            for run in runs {
+                let Some(mut record) = running(jobs, &run.id, run.token)? else {
+                    continue;
+                };
+                let key = record.index_key();
+                index.remove(&record.key[..])?;
+                record.attempts = record.attempts.saturating_sub(1);
+                record.started_at = run.prev_started_at;
+                record.ended_at = run.prev_ended_at;
+                record.key =
+                    IndexKey::new(key.queue, Class::Ready, run.from_time, run.from_seq).encode();
+                write(jobs, index, &record)?;
+                released += 1;
+            }
+            Ok(released)
+        })?;
+        self.forget_runs(runs.iter().map(|r| (r.id.as_str(), r.token)));
+        if released > 0 {
+            self.signal.notify();
+        }
         Ok(released)
     }
 
@@ -977,10 +1021,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Resolves every `STARTED` job as an abandoned run. Called at open,
-    /// where no run can be alive (sled admits one process per store).
-    /// Returns how many were recovered.
+    /// Resolves every `STARTED` job. Called at open, where no run can be
+    /// alive (sled admits one process per store). A job whose run started
+    /// (its token has a line in the run journal) is an abandoned run: a
+    /// failed attempt, and the retry policy decides. A job claimed but never
+    /// started (no line: it was waiting in a worker's prefetch buffer) goes
+    /// back to `READY` with its attempt uncounted, due at its claim time
+    /// with a fresh sequence number: it keeps its place before every job due
+    /// later, but goes behind jobs due at the same millisecond it was
+    /// claimed. Returns how many runs were recovered as abandoned.
     pub(crate) fn recover_all(&self, now: u64) -> Result<usize> {
+        let started: std::collections::HashSet<u64> =
+            self.journal.read()?.iter().map(|s| s.token).collect();
         let mut recovered = 0;
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
         for queue in queues {
@@ -1002,6 +1054,11 @@ impl Engine {
                         return Ok(Some(false));
                     }
                     index.remove(&key_bytes[..])?;
+                    if !started.contains(&record.token) {
+                        unclaim(&mut record, now, seq);
+                        write(jobs, index, &record)?;
+                        return Ok(Some(false));
+                    }
                     record.push_history(
                         AttemptLog::new(record.attempts, record.started_at.unwrap_or(now), now)
                             .failed(ABANDONED),
@@ -1394,6 +1451,23 @@ fn fail_and_write(
     Ok(())
 }
 
+/// Undoes the claim of a run that never started, found at open: back to
+/// `READY`, due at the claim time, attempt uncounted. The times before the
+/// claim are not kept in the record; those of the last attempt are the
+/// times it had then (except after a requeue, which clears `ended_at`).
+fn unclaim(record: &mut JobRecord, now: u64, seq: u64) {
+    let key = record.index_key();
+    let due = record.started_at.unwrap_or(now);
+    record.attempts = record.attempts.saturating_sub(1);
+    let last = record
+        .history
+        .last()
+        .filter(|a| a.attempt == record.attempts);
+    record.started_at = last.map(|a| a.started_at);
+    record.ended_at = last.map(|a| a.ended_at);
+    record.key = IndexKey::new(key.queue, Class::Ready, due, seq).encode();
+}
+
 /// A stable per-job seed for retry jitter (FNV-1a of the id).
 fn seed(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -1483,6 +1557,7 @@ fn claim(
     now: u64,
 ) -> TxResult<Claimed> {
     let key = record.index_key();
+    let (prev_started_at, prev_ended_at) = (record.started_at, record.ended_at);
     record.attempts = record.attempts.saturating_add(1);
     record.token = token;
     record.started_at = Some(now);
@@ -1497,7 +1572,10 @@ fn claim(
         args: record.args.clone(),
         attempt: record.attempts,
         token,
+        from_time: key.time,
         from_seq: key.seq,
+        prev_started_at,
+        prev_ended_at,
         timeout_ms: record.timeout_ms,
         callbacks: record.callbacks.clone(),
         limit: record.limit.clone(),
@@ -1762,4 +1840,184 @@ fn running(
     };
     let live = record.token == token && record.index_key().class == Class::Started;
     Ok(live.then_some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+    const LEASE_MS: u64 = 60_000;
+
+    fn open(path: &Path) -> Engine {
+        let opts = OpenOptions {
+            cache_capacity: 8 << 20,
+            flush_every_ms: Some(500),
+        };
+        // sled releases its lock from a background thread after the last
+        // handle drops (spacejam/sled#1289).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Engine::open(path, &opts) {
+                Err(Error::StoreInUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
+    fn job(id: &str) -> NewJob {
+        NewJob {
+            id: id.to_owned(),
+            queue: "default".to_owned(),
+            handler: "h".to_owned(),
+            args: b"null".to_vec(),
+            description: None,
+            retry: None,
+            result_ttl_ms: u64::MAX,
+            failure_ttl_ms: u64::MAX,
+            due: NOW,
+            meta: b"{}".to_vec(),
+            timeout_ms: None,
+            ttl_ms: None,
+            at_front: false,
+            depends_on: Vec::new(),
+            callbacks: Callbacks::default(),
+            repeat: None,
+            limit: None,
+        }
+    }
+
+    /// Enqueues `ids` (no retries) and claims them all in one round.
+    fn enqueue_and_claim(engine: &Engine, ids: &[&str]) -> Vec<Claimed> {
+        engine
+            .enqueue(ids.iter().map(|id| job(id)).collect(), NOW)
+            .unwrap();
+        let queue = engine.queue_id("default").unwrap();
+        let claimed = engine
+            .round(
+                &[],
+                &[queue],
+                ids.len(),
+                LEASE_MS,
+                NOW,
+                &ClaimPolicy::default(),
+            )
+            .unwrap()
+            .claimed;
+        let got: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(got, ids);
+        claimed
+    }
+
+    fn record(engine: &Engine, id: &str) -> JobRecord {
+        engine.get(id).unwrap().unwrap()
+    }
+
+    /// A crash with runs claimed ahead: the run that started is an
+    /// abandoned attempt, also after a journal rewrite; the claims that
+    /// never started go back to `READY` uncounted (none of these jobs has a
+    /// retry left, so counting them would fail them unrun).
+    #[test]
+    fn at_open_only_runs_that_started_count_as_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let engine = open(&path);
+            let claimed = enqueue_and_claim(&engine, &["started", "finished", "unstarted"]);
+            engine.journal_start(&claimed[0]).unwrap();
+            engine.journal_start(&claimed[1]).unwrap();
+            // A rewrite while the first run goes on must keep its line.
+            engine.rotate_journal(true).unwrap();
+            let done = Done {
+                id: claimed[1].id.clone(),
+                token: claimed[1].token,
+                outcome: Outcome::Success(b"1".to_vec()),
+                ended_at: NOW + 1,
+                thread: None,
+                final_attempt: false,
+            };
+            let report = engine
+                .round(&[done], &[], 0, LEASE_MS, NOW + 1, &ClaimPolicy::default())
+                .unwrap();
+            assert_eq!(report.written, [Some(Class::Finished)]);
+            // This rewrite drops the finished run's line (its outcome is
+            // flushed first) and keeps the running one's.
+            engine.rotate_journal(true).unwrap();
+            let lines: Vec<u64> = engine
+                .journal
+                .read()
+                .unwrap()
+                .iter()
+                .map(|s| s.token)
+                .collect();
+            assert_eq!(lines, [claimed[0].token]);
+            for id in ["started", "unstarted"] {
+                assert_eq!(record(&engine, id).index_key().class, Class::Started);
+            }
+            // The process dies here: no release, no close.
+        }
+        let engine = open(&path);
+        let now = NOW + 10;
+        let recovered = engine.replay_journal(now).unwrap() + engine.recover_all(now).unwrap();
+        assert_eq!(recovered, 1, "only the run that started is recovered");
+
+        let started = record(&engine, "started");
+        assert_eq!(started.index_key().class, Class::Failed);
+        assert_eq!(started.attempts, 1);
+        assert_eq!(started.error.as_deref(), Some(ABANDONED));
+
+        let unstarted = record(&engine, "unstarted");
+        let key = unstarted.index_key();
+        assert_eq!(key.class, Class::Ready, "{unstarted:?}");
+        assert_eq!(key.time, NOW, "due at its claim time");
+        assert_eq!(unstarted.attempts, 0);
+        assert!(unstarted.history.is_empty() && unstarted.error.is_none());
+        assert_eq!((unstarted.started_at, unstarted.ended_at), (None, None));
+
+        assert_eq!(
+            record(&engine, "finished").index_key().class,
+            Class::Finished
+        );
+        // Recovery is done once: a second pass finds nothing.
+        assert_eq!(engine.recover_all(now).unwrap(), 0);
+    }
+
+    #[test]
+    fn release_restores_the_claimed_key_and_fences_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(&dir.path().join("store"));
+        engine.enqueue(vec![job("a"), job("b")], NOW).unwrap();
+        let before: Vec<JobRecord> = ["a", "b"].iter().map(|id| record(&engine, id)).collect();
+        let queue = engine.queue_id("default").unwrap();
+        let claimed = engine
+            .round(&[], &[queue], 2, LEASE_MS, NOW + 5, &ClaimPolicy::default())
+            .unwrap()
+            .claimed;
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(engine.release(&claimed).unwrap(), 2);
+        for (old, run) in before.iter().zip(&claimed) {
+            let mut now = record(&engine, &old.id);
+            assert_eq!(now.token, run.token, "the record keeps the run's token");
+            now.token = old.token;
+            assert_eq!(&now, old, "everything else is as before the claim");
+        }
+        assert!(engine.live.lock().is_empty());
+        // A late outcome of a released run writes nothing.
+        let done = Done {
+            id: "a".to_owned(),
+            token: claimed[0].token,
+            outcome: Outcome::Success(b"1".to_vec()),
+            ended_at: NOW + 6,
+            thread: None,
+            final_attempt: false,
+        };
+        let report = engine
+            .round(&[done], &[], 0, LEASE_MS, NOW + 6, &ClaimPolicy::default())
+            .unwrap();
+        assert_eq!(report.written, [None]);
+        // Released twice: nothing left to release.
+        assert_eq!(engine.release(&claimed).unwrap(), 0);
+    }
 }
