@@ -279,6 +279,32 @@ fn a_rate_limit_delays_jobs_to_the_next_free_slot() {
 }
 
 #[test]
+fn a_rate_limited_job_waits_for_the_oldest_start_to_leave_the_window() {
+    let f = Fixture::new();
+    let q = f.store.queue("default");
+    let worker = || {
+        Worker::builder(&f.store, echo())
+            .threads(1)
+            .rate_limit("mail", 2, secs(10))
+    };
+    q.job("echo", &0).limit_group("mail").enqueue().unwrap();
+    assert_eq!(worker().burst().unwrap().succeeded, 1, "starts at t0");
+    f.advance(secs(4));
+    q.job("echo", &1).limit_group("mail").enqueue().unwrap();
+    let third = q.job("echo", &2).limit_group("mail").enqueue().unwrap();
+    assert_eq!(worker().burst().unwrap().succeeded, 1, "starts at t0 + 4 s");
+    // The window holds the starts at t0 and t0 + 4 s: a slot frees when the
+    // oldest leaves it, at t0 + 10 s (not when the newest does, t0 + 14 s).
+    assert_eq!(
+        third.info().unwrap().due_at.unwrap(),
+        common::t0() + chrono::Duration::seconds(10)
+    );
+    f.advance(secs(6));
+    assert_eq!(worker().burst().unwrap().succeeded, 1);
+    assert_eq!(third.status().unwrap(), Status::Finished);
+}
+
+#[test]
 fn zero_limits_are_clear_errors() {
     let f = Fixture::new();
     let q = f.store.queue("default");

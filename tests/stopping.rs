@@ -104,6 +104,56 @@ fn a_handler_that_checks_stops_at_its_timeout() {
     worker.shutdown(WAIT).unwrap();
 }
 
+#[test]
+fn a_timed_out_run_is_fenced_and_cannot_heartbeat_its_job_back() {
+    let f = Fixture::new();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (beat_tx, beat_rx) = mpsc::channel::<String>();
+    let release_rx = Mutex::new(release_rx);
+    let mut h = Handlers::new();
+    h.register_with_context("late", move |ctx, _: ()| -> Result<u32, JobError> {
+        started_tx.send(()).unwrap();
+        // Ignores its deadline until released, then acts as if it held the
+        // job still.
+        release_rx.lock().unwrap().recv().unwrap();
+        beat_tx.send(format!("{:?}", ctx.heartbeat())).unwrap();
+        Ok(1)
+    });
+    let worker = Worker::builder(&f.store, h).threads(1).start().unwrap();
+    let job = f
+        .store
+        .queue("default")
+        .job("late", &())
+        .timeout(secs(5))
+        .retry(Retry::max(1).intervals([secs(60)]))
+        .enqueue()
+        .unwrap();
+    started_rx.recv_timeout(WAIT).unwrap();
+    f.advance(secs(6));
+    // The timeout is a failed attempt; the retry waits a minute, with the
+    // run's token still on the record.
+    let deadline = std::time::Instant::now() + WAIT;
+    while job.status().unwrap() != Status::Scheduled {
+        assert!(std::time::Instant::now() < deadline, "not timed out");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    release_tx.send(()).unwrap();
+    let beat = beat_rx.recv_timeout(WAIT).unwrap();
+    assert!(beat.contains("LeaseLost"), "{beat}");
+    let stats = worker.shutdown(WAIT).unwrap();
+    assert_eq!((stats.timed_out, stats.succeeded), (1, 0));
+    let info = job.info().unwrap();
+    assert_eq!(
+        info.status,
+        Status::Scheduled,
+        "the late run took nothing back"
+    );
+    assert_eq!(info.attempts, 1);
+    assert!(info.result_json.is_none());
+    assert!(info.error.unwrap().starts_with("timeout"));
+}
+
 /// Handlers for stop and callback tests; callback calls are logged as
 /// "kind:job:detail".
 fn logged(log: &Arc<Mutex<Vec<String>>>) -> Handlers {
