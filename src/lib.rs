@@ -57,8 +57,9 @@
 //! `enqueue` returns. If the process dies mid-job (a crash, `kill -9`, a
 //! power cut), the next [`Store::open`] recovers the run at once: it counts
 //! as a failed attempt ("abandoned: ..."), and the job's retry policy decides
-//! whether it runs again. Jobs run at least once; handlers should be
-//! idempotent.
+//! whether it runs again. A job a worker had claimed ahead of its threads
+//! but not started goes back to its queue uncounted. Jobs run at least once;
+//! handlers should be idempotent.
 //!
 //! See `ARCHITECTURE.md` for the on-disk layout and the state machine.
 

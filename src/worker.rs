@@ -898,9 +898,10 @@ fn dispatch(
                             },
                         );
                         if tx.send(Run { claimed, state }).is_err() {
-                            // Every runner is gone (only after a bug in the
-                            // pool itself): the job stays started and is
-                            // recovered at the next open.
+                            // Cannot happen: this thread holds a receiver,
+                            // and the channel has room for every claim. Were
+                            // it to, the job stays started and is put back
+                            // at the next open.
                             return;
                         }
                     }
