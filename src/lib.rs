@@ -1,7 +1,8 @@
 //! dueq: python-rq's job queue, embedded. Named queues, jobs with ids,
 //! statuses, results and errors, retry policies, jobs scheduled for a time,
-//! registries, and a thread pool that runs them, all in one process on one
-//! sled store on disk: no server.
+//! dependencies, callbacks, timeouts, cron schedules, registries, and a
+//! thread pool that runs them, all in one process on one sled store on
+//! disk: no server.
 //!
 //! # Hello world
 //!
@@ -45,6 +46,41 @@
 //! Jobs are keyed on disk by due time, so a scheduled job and a retry are
 //! the same thing: a key that becomes due. Workers sleep until then; nothing
 //! polls.
+//!
+//! # Dependencies, callbacks, timeouts, schedules
+//!
+//! ```
+//! use std::time::Duration;
+//! use dueq::{Dependency, Handlers, JobError, Status, Store, Worker};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("jobs.dueq"))?;
+//! let q = store.queue("default");
+//! let fetch = q.job("fetch", &"https://example.com")
+//!     .timeout(Duration::from_secs(30))   // cooperative: see Context::should_stop
+//!     .on_failure("alert")
+//!     .enqueue()?;
+//! let parse = q.job("parse", &()).depends_on(&fetch).enqueue()?;
+//! assert_eq!(parse.status()?, Status::Deferred);
+//! store.cron("nightly", "0 3 * * *", "report", &"sales")?;
+//!
+//! let mut handlers = Handlers::new();
+//! handlers.register("fetch", |url: String| -> Result<usize, JobError> { Ok(url.len()) });
+//! handlers.register("parse", |_: ()| -> Result<(), JobError> { Ok(()) });
+//! handlers.callback("alert", |cb: &dueq::Callback| -> Result<(), JobError> {
+//!     eprintln!("{} failed: {:?}", cb.job_id(), cb.error());
+//!     Ok(())
+//! });
+//! Worker::builder(&store, handlers).threads(2).burst()?;
+//! assert_eq!(parse.status()?, Status::Finished);
+//! # Ok::<(), dueq::Error>(())
+//! ```
+//!
+//! A dependent runs once all its parents finish; if a parent fails for good,
+//! is stopped, canceled or deleted, the dependent is canceled with a reason
+//! (unless it allows failure). Timeouts are cooperative (threads cannot be
+//! killed): past the deadline the attempt fails, the pool replaces the
+//! thread, and the run's `should_stop` turns true. See the README's rq table
+//! for every option.
 //!
 //! # Shutdown
 //!

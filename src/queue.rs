@@ -227,12 +227,11 @@ impl Queue {
             .collect::<Result<_>>()?;
         let span = tracing::info_span!("dueq.enqueue", queue = %self.name, jobs = new.len());
         let _entered = span.enter();
-        let records = self.store.engine().enqueue(new, now)?;
+        let ids = self.store.engine().enqueue(new, now)?;
         self.store.commit()?;
-        for record in &records {
-            tracing::debug!(job_id = %record.id, "dueq: enqueued");
+        for id in &ids {
+            tracing::debug!(job_id = %id, "dueq: enqueued");
         }
-        let ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
         if let Some(handlers) = &self.sync {
             // Only this queue's jobs run inline: a builder made from another
             // queue keeps that queue.

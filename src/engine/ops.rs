@@ -403,7 +403,7 @@ impl Engine {
     /// Enqueues all of `new` in one transaction: all or nothing. A job
     /// with unfinished dependencies is `DEFERRED`; one whose dependency
     /// already failed (without `allow_failure`) is canceled at once.
-    pub(crate) fn enqueue(&self, new: Vec<NewJob>, now: u64) -> Result<Vec<JobRecord>> {
+    pub(crate) fn enqueue(&self, new: Vec<NewJob>, now: u64) -> Result<Vec<String>> {
         let names: Vec<&str> = new.iter().map(|j| j.queue.as_str()).collect();
         let plan = self.plan_queues(&names);
         let _seq = self.seq_lock.read();
@@ -412,26 +412,46 @@ impl Engine {
             let queue = plan.id(&job.queue);
             records.push(new_record(job, queue, self.next_seq()?, now));
         }
-        let written = plan.tx(|jobs, index| {
-            let mut written = Vec::with_capacity(records.len());
-            for record in &records {
-                if jobs.get(record.id.as_bytes())?.is_some() {
-                    // Also catches a duplicate id inside one batch: the first
-                    // insert is visible to the second.
-                    return abort(Error::DuplicateJobId {
-                        id: record.id.clone(),
-                    });
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        if records.iter().all(|r| r.waiting_on.is_empty()) {
+            // The common case, kept lean: records encoded once, outside the
+            // transaction; one insert per tree per job.
+            let encoded: Vec<Vec<u8>> = records.iter().map(encode_record).collect();
+            plan.tx(|jobs, index| {
+                for (record, bytes) in records.iter().zip(&encoded) {
+                    if jobs
+                        .insert(record.id.as_bytes(), bytes.as_slice())?
+                        .is_some()
+                    {
+                        // Also catches a duplicate id inside one batch: the
+                        // first insert is visible to the second. The abort
+                        // undoes the overwrite.
+                        return abort(Error::DuplicateJobId {
+                            id: record.id.clone(),
+                        });
+                    }
+                    index_insert(index, &record.key, &record.id)?;
                 }
-                let mut record = record.clone();
-                link_parents(jobs, &mut record, now)?;
-                write(jobs, index, &record)?;
-                written.push(record);
-            }
-            Ok(written)
-        })?;
+                Ok(())
+            })?;
+        } else {
+            plan.tx(|jobs, index| {
+                for record in &records {
+                    if jobs.get(record.id.as_bytes())?.is_some() {
+                        return abort(Error::DuplicateJobId {
+                            id: record.id.clone(),
+                        });
+                    }
+                    let mut record = record.clone();
+                    link_parents(jobs, &mut record, now)?;
+                    write(jobs, index, &record)?;
+                }
+                Ok(())
+            })?;
+        }
         plan.publish();
         self.signal.notify();
-        Ok(written)
+        Ok(ids)
     }
 
     /// One round of a dispatcher, in one transaction: records the outcomes
