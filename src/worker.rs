@@ -974,11 +974,18 @@ fn dispatch(
                 }
             }
         }
-        let timeout = match (wake.map(|t| t.saturating_sub(now)), deadline_wait) {
+        // Sleep until the wake instant measured from the clock's time now,
+        // to the microsecond: `now` was read before this round, and a whole
+        // millisecond of rounding would make a due job start late.
+        let now_us = u64::try_from(store.now().timestamp_micros()).unwrap_or(0);
+        let wake =
+            wake.map(|t| Duration::from_micros(t.saturating_mul(1000).saturating_sub(now_us)));
+        let deadline_wait = deadline_wait.map(Duration::from_millis);
+        let timeout = match (wake, deadline_wait) {
             // A test clock moves by jumps, and every jump wakes us.
             _ if !real_time => None,
-            (Some(a), Some(b)) => Some(Duration::from_millis(a.min(b))),
-            (Some(a), None) | (None, Some(a)) => Some(Duration::from_millis(a)),
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (Some(a), None) | (None, Some(a)) => Some(a),
             (None, None) => None,
         };
         engine.signal.wait(seen, timeout);
