@@ -173,6 +173,7 @@ impl Store {
         serde_json::to_writer(&mut writer, &header).map_err(std::io::Error::from)?;
         writer.write_all(b"\n")?;
         let mut report = TransferReport::default();
+        self.engine().settle()?;
         for item in self.engine().records() {
             let record = match item? {
                 Ok(record) => record,

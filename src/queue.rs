@@ -630,6 +630,7 @@ impl JobBuilder {
                 reason: "a unique job needs an id: call .id(..) as well (rq's job_id)".into(),
             });
         }
+        let auto_id = self.id.is_none();
         let id = match self.id {
             Some(id) => {
                 validate_id(&id)?;
@@ -673,6 +674,7 @@ impl JobBuilder {
         }
         Ok(NewJob {
             id,
+            auto_id,
             queue: self.queue.name().to_owned(),
             handler: self.handler,
             args: self.args?,

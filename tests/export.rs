@@ -275,14 +275,14 @@ fn opens_the_schema_1_fixture() {
             .unwrap(),
         Some(6)
     );
-    // The store was upgraded to schema 2 at open, so an older dueq refuses
-    // it instead of misreading its records.
+    // The store was upgraded to the current schema (3: the intake tree) at
+    // open, so an older dueq refuses it instead of misreading its records.
     drop(store);
     let db = common::open_raw(&path);
     let meta = db.open_tree("meta").unwrap();
     assert_eq!(
         meta.get("schema").unwrap().unwrap().as_ref(),
-        2u32.to_be_bytes()
+        3u32.to_be_bytes()
     );
 }
 

@@ -62,6 +62,65 @@ pub(crate) fn decode_record(id: &[u8], bytes: &[u8]) -> Result<JobRecord> {
     Ok(record)
 }
 
+/// Version byte of an `intake` entry (see `intake.rs`): the job's index
+/// key, its id and its encoded record, written by the fast enqueue path.
+pub(crate) const INTAKE_V1: u8 = 1;
+
+/// An `intake` entry: `[INTAKE_V1][index key, 21 bytes][id length, u16
+/// BE][id][record as `encode_record` writes it]`. Moving the entry into
+/// `jobs` and `index` writes these bytes as they are: nothing is encoded
+/// twice.
+pub(crate) fn encode_intake(key: &[u8], id: &str, record: &[u8]) -> Vec<u8> {
+    debug_assert_eq!(key.len(), super::keys::KEY_LEN);
+    let mut out = Vec::with_capacity(1 + key.len() + 2 + id.len() + record.len());
+    out.push(INTAKE_V1);
+    out.extend_from_slice(key);
+    // Ids are validated to be short (`validate_id`); a generated one is 36
+    // bytes.
+    let len = u16::try_from(id.len()).expect("job ids are shorter than 64 KiB");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(record);
+    out
+}
+
+/// The parts of an `intake` entry: (index key, job id, record bytes). The
+/// record is checked to decode and to agree with the key and id, so a
+/// damaged entry is never moved into `jobs`.
+pub(crate) fn decode_intake(bytes: &[u8]) -> Result<(&[u8], &str, &[u8])> {
+    let what = "an intake entry (a job enqueued but not yet indexed)";
+    let rest = match bytes.split_first() {
+        Some((&INTAKE_V1, rest)) => rest,
+        Some((v, _)) => {
+            return Err(Error::corrupt(
+                what,
+                format!("unknown intake format version {v} (this dueq reads {INTAKE_V1}); was the store written by a newer dueq?"),
+            ))
+        }
+        None => return Err(Error::corrupt(what, "empty entry")),
+    };
+    const KEY: usize = super::keys::KEY_LEN;
+    if rest.len() < KEY + 2 {
+        return Err(Error::corrupt(what, "truncated"));
+    }
+    let (key, rest) = rest.split_at(KEY);
+    let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+    let rest = &rest[2..];
+    if rest.len() < len {
+        return Err(Error::corrupt(what, "truncated id"));
+    }
+    let (id, record) = rest.split_at(len);
+    let id = std::str::from_utf8(id).map_err(|_| Error::corrupt(what, "the id is not UTF-8"))?;
+    let decoded = decode_record(id.as_bytes(), record)?;
+    if decoded.key != key {
+        return Err(Error::corrupt(
+            format!("job {id:?}"),
+            "its intake entry names another index key than its record",
+        ));
+    }
+    Ok((key, id, record))
+}
+
 /// Decodes `bytes` as one `T`, refusing trailing bytes.
 fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
     let (value, used): (T, usize) =

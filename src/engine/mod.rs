@@ -2,6 +2,7 @@
 
 mod codec;
 mod commit;
+mod intake;
 mod journal;
 mod keys;
 mod ops;

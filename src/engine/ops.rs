@@ -92,6 +92,9 @@ pub(super) fn abort<T>(e: Error) -> TxResult<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct NewJob {
     pub(crate) id: String,
+    /// The id was generated (a random UUID), not given by the caller: it
+    /// cannot collide with a job in the intake, so the fast path may take it.
+    pub(crate) auto_id: bool,
     pub(crate) queue: String,
     pub(crate) handler: String,
     pub(crate) args: Vec<u8>,
@@ -236,7 +239,18 @@ pub(crate) struct Engine {
     /// The earliest `next_fire` of an active schedule (`u64::MAX`: none).
     pub(super) next_schedule: AtomicU64,
     /// Raw bytes of records that did not decode, by job id.
-    quarantine: sled::Tree,
+    pub(super) quarantine: sled::Tree,
+    /// Jobs the fast enqueue path wrote, waiting to be moved into `jobs`
+    /// and `index` (see `intake.rs`).
+    pub(super) intake: sled::Tree,
+    /// Intake writes so far (counted after each write finished; 1 at open
+    /// if the intake holds jobs).
+    pub(super) intake_written: AtomicU64,
+    /// The value of `intake_written` when the last finished settle began:
+    /// every write counted up to there is in place.
+    pub(super) intake_settled: AtomicU64,
+    /// One settler at a time.
+    pub(super) settle_lock: Mutex<()>,
     queue_ids: RwLock<HashMap<String, u32>>,
     queue_names: RwLock<HashMap<u32, String>>,
     queue_alloc: Mutex<()>,
@@ -272,6 +286,8 @@ impl Engine {
         let trees = trees::open(path, opts)?;
         let quarantine = trees.db.open_tree("quarantine")?;
         let schedules = trees.db.open_tree("schedules")?;
+        let intake = trees.db.open_tree("intake")?;
+        let intake_written = AtomicU64::new(u64::from(!intake.is_empty()));
         let mut ids = HashMap::new();
         let mut names = HashMap::new();
         for item in trees.queues.iter() {
@@ -296,6 +312,10 @@ impl Engine {
             schedules,
             next_schedule: AtomicU64::new(u64::MAX),
             quarantine,
+            intake,
+            intake_written,
+            intake_settled: AtomicU64::new(0),
+            settle_lock: Mutex::new(()),
             queue_ids: RwLock::new(ids),
             queue_names: RwLock::new(names),
             queue_alloc: Mutex::new(()),
@@ -404,9 +424,28 @@ impl Engine {
     /// with unfinished dependencies is `DEFERRED`; one whose dependency
     /// already failed (without `allow_failure`) is canceled at once.
     pub(crate) fn enqueue(&self, new: Vec<NewJob>, now: u64) -> Result<Vec<String>> {
+        // The fast path (one plain write to the intake, see `intake.rs`)
+        // takes jobs whose ids were generated and that wait on nothing. The
+        // others check ids and parents against `jobs`, so every earlier job
+        // must be in place first.
+        let plain = new.iter().all(|j| j.auto_id && j.depends_on.is_empty());
+        if !plain {
+            self.settle()?;
+        }
         let names: Vec<&str> = new.iter().map(|j| j.queue.as_str()).collect();
         let plan = self.plan_queues(&names);
         let _seq = self.seq_lock.read();
+        if plain && plan.new.is_empty() {
+            let mut records = Vec::with_capacity(new.len());
+            for job in new {
+                let queue = plan.id(&job.queue);
+                let seq = self.next_seq()?;
+                records.push((seq, new_record(job, queue, seq, now)));
+            }
+            self.enqueue_to_intake(&records)?;
+            self.signal.notify();
+            return Ok(records.into_iter().map(|(_, r)| r.id).collect());
+        }
         let mut records = Vec::with_capacity(new.len());
         for job in new {
             let queue = plan.id(&job.queue);
@@ -469,6 +508,7 @@ impl Engine {
         now: u64,
         policy: &ClaimPolicy,
     ) -> Result<RoundReport> {
+        self.settle()?;
         let mut report = RoundReport::default();
         // Jobs held back by a limit stay where they are, in order; while
         // some are, rounds read further past them.
@@ -684,6 +724,7 @@ impl Engine {
         lease_ms: u64,
         now: u64,
     ) -> Result<Option<Claimed>> {
+        self.settle()?;
         let _seq = self.seq_lock.read();
         let (token, seq) = (self.next_seq()?, self.next_seq()?);
         let claimed = self.tx(|jobs, index| {
@@ -908,6 +949,7 @@ impl Engine {
     /// Moves a waiting (queued, scheduled or deferred) job to the canceled
     /// registry; its dependents are canceled too, unless they allow failure.
     pub(crate) fn cancel(&self, id: &str, now: u64) -> Result<()> {
+        self.settle()?;
         self.move_job(
             id,
             now,
@@ -925,6 +967,7 @@ impl Engine {
     /// Moves a failed job back to its queue, due now. Its attempts are kept
     /// (rq's rule), so its retry policy is not reset.
     pub(crate) fn requeue(&self, id: &str, now: u64) -> Result<()> {
+        self.settle()?;
         self.move_job(
             id,
             now,
@@ -972,6 +1015,7 @@ impl Engine {
     /// is `STOPPED` and never retried. The request is stored, so a run lost
     /// with the process is stopped too, not retried.
     pub(crate) fn stop(&self, id: &str, now: u64) -> Result<()> {
+        self.settle()?;
         let token = self.tx(|jobs, _index| {
             let mut record = get_record(jobs, id)?;
             let key = record.index_key();
@@ -1000,6 +1044,7 @@ impl Engine {
     /// other keys as they are; `None` removes the key. One transaction, so
     /// concurrent updates of different keys do not clobber each other.
     pub(crate) fn update_meta(&self, id: &str, key: &str, value: Option<&[u8]>) -> Result<()> {
+        self.settle()?;
         let value: Option<serde_json::Value> = match value {
             Some(v) => Some(super::codec::decode_json(v, "meta value")?),
             None => None,
@@ -1027,6 +1072,7 @@ impl Engine {
     /// outcome is fenced off. Dependents of a job that had not finished are
     /// canceled (unless they allow failure).
     pub(crate) fn delete(&self, id: &str, now: u64) -> Result<()> {
+        self.settle()?;
         self.tx(|jobs, index| {
             let record = get_record(jobs, id)?;
             index.remove(&record.key[..])?;
@@ -1051,6 +1097,7 @@ impl Engine {
     /// later, but goes behind jobs due at the same millisecond it was
     /// claimed. Returns how many runs were recovered as abandoned.
     pub(crate) fn recover_all(&self, now: u64) -> Result<usize> {
+        self.settle()?;
         let started: std::collections::HashSet<u64> =
             self.journal.read()?.iter().map(|s| s.token).collect();
         let mut recovered = 0;
@@ -1103,6 +1150,7 @@ impl Engine {
     /// cancels deferred jobs whose `ttl` ran out. Returns how many jobs were
     /// deleted, and the deferred jobs canceled.
     pub(crate) fn expire(&self, now: u64) -> Result<(usize, Vec<Moved>)> {
+        self.settle()?;
         let mut removed = 0;
         let mut discarded = Vec::new();
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
@@ -1224,6 +1272,9 @@ impl Engine {
         // Exclusive: no other transition may allocate a sequence number
         // below the imported ones while the offset is raised.
         let _seq = self.seq_lock.write();
+        // Jobs in the intake hold sequence numbers: in place first, so that
+        // the collision checks below see them.
+        self.settle()?;
         let max_seq = jobs_in.iter().map(|(_, k)| k.seq).max().unwrap_or(0);
         let offset = self.seq_offset.load(Ordering::SeqCst);
         let next = self.next_seq()?;
@@ -1288,6 +1339,7 @@ impl Engine {
     }
 
     pub(crate) fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.settle()?;
         match self.trees.jobs.get(id)? {
             Some(raw) => decode_record(id.as_bytes(), &raw).map(Some),
             None => Ok(None),
@@ -1308,6 +1360,7 @@ impl Engine {
     }
 
     pub(crate) fn count(&self, queue: u32, class: Class, lo: u64, hi: u64) -> Result<usize> {
+        self.settle()?;
         let mut n = 0;
         for item in self.range(queue, class, lo, hi) {
             item?;
@@ -1324,6 +1377,7 @@ impl Engine {
         hi: u64,
         limit: usize,
     ) -> Result<Vec<String>> {
+        self.settle()?;
         self.range(queue, class, lo, hi)
             .take(limit)
             .map(|item| {
@@ -1336,6 +1390,7 @@ impl Engine {
     /// The earliest time at which something in `queues` needs the
     /// dispatcher: a `READY` job becoming due or a lease lapsing.
     pub(crate) fn next_wake(&self, queues: &[u32]) -> Result<Option<u64>> {
+        self.settle()?;
         let mut next: Option<u64> = None;
         for &queue in queues {
             for class in [Class::Ready, Class::Started] {
@@ -1352,6 +1407,7 @@ impl Engine {
     /// The earliest expiry among finished, failed and stopped jobs, and the
     /// earliest `ttl` of a deferred job.
     pub(crate) fn next_expiry(&self) -> Result<Option<u64>> {
+        self.settle()?;
         let mut next: Option<u64> = None;
         for &queue in self.queue_names.read().keys() {
             for class in [
@@ -1373,11 +1429,13 @@ impl Engine {
     /// Removes every waiting job of a queue that is due by `now` (rq's
     /// `Queue.empty`). Returns how many.
     pub(crate) fn empty(&self, queue: u32, now: u64) -> Result<usize> {
+        self.settle()?;
         self.delete_range(queue, Class::Ready, now)
     }
 
     /// The raw bytes of a quarantined (undecodable) record.
     pub(crate) fn quarantined(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.settle()?;
         Ok(self.quarantine.get(id)?.map(|v| v.to_vec()))
     }
 }
@@ -1863,13 +1921,13 @@ fn running(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const NOW: u64 = 1_000_000;
+    pub(in crate::engine) const NOW: u64 = 1_000_000;
     const LEASE_MS: u64 = 60_000;
 
-    fn open(path: &Path) -> Engine {
+    pub(in crate::engine) fn open(path: &Path) -> Engine {
         let opts = OpenOptions {
             cache_capacity: 8 << 20,
             flush_every_ms: Some(500),
@@ -1887,8 +1945,9 @@ mod tests {
         }
     }
 
-    fn job(id: &str) -> NewJob {
+    pub(in crate::engine) fn job(id: &str) -> NewJob {
         NewJob {
+            auto_id: false,
             id: id.to_owned(),
             queue: "default".to_owned(),
             handler: "h".to_owned(),

@@ -158,6 +158,7 @@ impl Engine {
             let id = schedule.job_id(instant);
             let job = NewJob {
                 id: id.clone(),
+                auto_id: false,
                 queue: schedule.queue.clone(),
                 handler: schedule.handler.clone(),
                 args: schedule.args.clone(),

@@ -14,7 +14,12 @@ const MAGIC: &[u8] = b"dueq-store\0";
 /// 1 and rewritten as version 2 when they change. Raising the schema keeps
 /// an older dueq from opening a store whose records it cannot read (it
 /// would otherwise quarantine them one by one).
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+///
+/// 3: the `intake` tree (jobs enqueued by the fast path, not yet in `jobs`
+/// and `index`). A schema 2 store has none and is upgraded by writing the
+/// number; a schema 2 dueq must not open a schema 3 store, since it would
+/// never see the jobs in the intake.
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 const TREE_NAMES: [&str; 4] = ["meta", "queues", "jobs", "index"];
 

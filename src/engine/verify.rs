@@ -15,8 +15,11 @@ use crate::error::{Error, Result};
 use crate::verify::{Problem, ProblemKind, VerifyReport};
 
 impl Engine {
-    /// Reads every tree and reports each broken invariant. Writes nothing.
+    /// Reads every tree and reports each broken invariant. Writes nothing
+    /// but what any read does first: jobs still in the intake are moved
+    /// into place (`settle`), where the checks then see them.
     pub(crate) fn verify(&self) -> Result<VerifyReport> {
+        self.settle()?;
         // The trees by their on-disk names (see trees.rs); opening an
         // existing tree only returns a handle on it.
         let db = self.db();

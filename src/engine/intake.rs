@@ -1,0 +1,282 @@
+//! The intake: the fast enqueue path, and moving its jobs into place.
+//!
+//! A sled transaction costs far more than a plain write: every one rolls
+//! the log's I/O buffer twice (`PageCache::pin_log`), and each rolled
+//! buffer is a separate device write. An enqueue as one transaction over
+//! `jobs` and `index` therefore runs at about a quarter of sled's plain
+//! insert rate, and a durable one costs several device round trips.
+//!
+//! So a plain enqueue (a generated id, no dependencies, a queue that has
+//! been used before) is one plain `insert` into the `intake` tree: key = the
+//! job's sequence number (u64 BE), value = its index key, id and encoded
+//! record (`codec::encode_intake`); a batch is one `apply_batch`. sled
+//! makes a single insert or batch atomic and durable like any other write,
+//! so an accepted job is on disk in exactly one place.
+//!
+//! Before anything reads or changes jobs, `settle` moves every intake entry
+//! into `jobs` and `index`, in transactions of up to `SETTLE_CHUNK` entries
+//! that each also remove the entries they moved: all or nothing, so a crash
+//! leaves every job either still in the intake or in place, never both or
+//! neither. Every read of the engine settles first, so callers never see
+//! the difference: `settle` returns only once every intake write that
+//! finished before it was called is in place (also when another thread's
+//! settle is moving them), and two counters (`intake_written`,
+//! `intake_settled`) make it two atomic loads when there is nothing to
+//! move.
+
+use std::sync::atomic::Ordering;
+
+use sled::Transactional;
+
+use super::codec::{decode_intake, encode_intake, encode_record};
+use super::ops::{abort, Engine};
+use super::record::JobRecord;
+use crate::error::{Error, Result};
+
+/// Entries moved per transaction.
+const SETTLE_CHUNK: usize = 512;
+
+impl Engine {
+    /// Writes new jobs to the intake in one atomic write. `records` pairs
+    /// each record with the sequence number its key was made from. The
+    /// caller holds `seq_lock` (shared).
+    pub(super) fn enqueue_to_intake(&self, records: &[(u64, JobRecord)]) -> Result<()> {
+        let entry = |r: &JobRecord| encode_intake(&r.key, &r.id, &encode_record(r));
+        if let [(seq, record)] = records {
+            self.intake.insert(seq.to_be_bytes(), entry(record))?;
+        } else {
+            let mut batch = sled::Batch::default();
+            for (seq, record) in records {
+                batch.insert(&seq.to_be_bytes(), entry(record));
+            }
+            self.intake.apply_batch(batch)?;
+        }
+        // After the write: a settle that starts after reading this count
+        // sees the entries.
+        self.intake_written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Moves every job in the intake into `jobs` and `index`: on return,
+    /// every intake write that finished before the call is in place. Cheap
+    /// when there is nothing to move: two atomic loads.
+    pub(crate) fn settle(&self) -> Result<()> {
+        let written = self.intake_written.load(Ordering::SeqCst);
+        if self.intake_settled.load(Ordering::SeqCst) >= written {
+            return Ok(());
+        }
+        let _settling = self.settle_lock.lock();
+        // A settle that finished while this one waited for the lock may
+        // have covered these writes already.
+        if self.intake_settled.load(Ordering::SeqCst) >= written {
+            return Ok(());
+        }
+        // Every write counted in `upto` finished before this load, so the
+        // scan below sees it.
+        let upto = self.intake_written.load(Ordering::SeqCst);
+        self.settle_all()?;
+        self.intake_settled.fetch_max(upto, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn settle_all(&self) -> Result<()> {
+        loop {
+            let chunk: Vec<(sled::IVec, sled::IVec)> = self
+                .intake
+                .iter()
+                .take(SETTLE_CHUNK)
+                .collect::<sled::Result<_>>()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let mut moves = Vec::with_capacity(chunk.len());
+            for (seq, entry) in &chunk {
+                match decode_intake(entry) {
+                    Ok((key, id, record)) => {
+                        // Neither can happen to a generated id and a fresh
+                        // sequence number; checked so that one bad entry
+                        // cannot stop every later one from settling.
+                        if self.trees.jobs.contains_key(id.as_bytes())? {
+                            let e = Error::DuplicateJobId { id: id.to_owned() };
+                            self.quarantine_intake(seq, entry, &e)?;
+                        } else if self.trees.index.contains_key(key)? {
+                            let e = Error::corrupt(
+                                format!("job {id:?}"),
+                                "its index key is taken by another job",
+                            );
+                            self.quarantine_intake(seq, entry, &e)?;
+                        } else {
+                            moves.push((seq, key, id, record));
+                        }
+                    }
+                    Err(e) => self.quarantine_intake(seq, entry, &e)?,
+                }
+            }
+            let trees = &self.trees;
+            (&trees.jobs, &trees.index, &self.intake)
+                .transaction(|(jobs, index, intake)| {
+                    for (seq, key, id, record) in &moves {
+                        if intake.remove(&seq[..])?.is_none() {
+                            continue; // settled by someone else (not possible under settle_lock)
+                        }
+                        if jobs.insert(id.as_bytes(), *record)?.is_some() {
+                            return abort(Error::DuplicateJobId {
+                                id: (*id).to_owned(),
+                            });
+                        }
+                        index.insert(*key, id.as_bytes())?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))?;
+        }
+    }
+
+    /// Moves an intake entry that cannot be settled to the quarantine tree
+    /// (under the job's id if it has one), where `Store::verify` reports it.
+    fn quarantine_intake(&self, seq: &[u8], entry: &[u8], why: &Error) -> Result<()> {
+        let name = match decode_intake(entry) {
+            Ok((_, id, _)) => format!("intake:{id}"),
+            Err(_) => format!("intake:seq:{}", hex(seq)),
+        };
+        tracing::error!(entry = %name, error = %why, "dueq: an enqueued job could not be settled; kept in the quarantine");
+        (&self.intake, &self.quarantine)
+            .transaction(|(intake, quarantine)| {
+                if intake.remove(seq)?.is_some() {
+                    quarantine.insert(name.as_bytes(), entry)?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
+    }
+
+    /// How many jobs wait in the intake.
+    #[cfg(test)]
+    pub(crate) fn intake_len(&self) -> usize {
+        self.intake.len()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::Class;
+    use super::super::ops::tests::{job, open, NOW};
+    use super::*;
+
+    /// A job the fast path takes: a generated id, nothing to wait on.
+    fn plain(n: usize) -> NewJobs {
+        (0..n)
+            .map(|_| {
+                let mut j = job(&uuid::Uuid::new_v4().to_string());
+                j.auto_id = true;
+                j
+            })
+            .collect()
+    }
+    type NewJobs = Vec<super::super::ops::NewJob>;
+
+    /// Opens an engine whose "default" queue exists (a job's first queue
+    /// is created by the transactional path).
+    fn engine(dir: &std::path::Path) -> Engine {
+        let engine = open(dir);
+        engine.enqueue(vec![job("first")], NOW).unwrap();
+        engine
+    }
+
+    fn ready(engine: &Engine) -> usize {
+        let q = engine.queue_id("default").unwrap();
+        engine.count(q, Class::Ready, 0, u64::MAX).unwrap()
+    }
+
+    #[test]
+    fn plain_enqueues_wait_in_the_intake_until_a_read_settles_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let ids = engine.enqueue(plain(3), NOW).unwrap();
+        assert_eq!(engine.intake_len(), 3, "the fast path wrote the intake");
+        assert!(!engine.trees.jobs.contains_key(ids[0].as_bytes()).unwrap());
+        let record = engine.get(&ids[0]).unwrap().expect("a read settles first");
+        assert_eq!(record.index_key().class, Class::Ready);
+        assert_eq!(engine.intake_len(), 0);
+        assert_eq!(ready(&engine), 4);
+        for id in &ids {
+            let record = engine.get(id).unwrap().unwrap();
+            assert_eq!(
+                engine.trees.index.get(record.key).unwrap().as_deref(),
+                Some(id.as_bytes()),
+                "index and record agree"
+            );
+        }
+    }
+
+    #[test]
+    fn the_intake_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = {
+            let engine = engine(dir.path());
+            let ids = engine.enqueue(plain(5), NOW).unwrap();
+            engine.trees.db.flush().unwrap();
+            ids
+        };
+        let engine = open(dir.path());
+        assert_eq!(engine.intake_len(), 5);
+        assert_eq!(ready(&engine), 6);
+        for id in &ids {
+            assert!(engine.get(id).unwrap().is_some(), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_given_id_is_checked_against_jobs_still_in_the_intake() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let id = engine.enqueue(plain(1), NOW).unwrap().remove(0);
+        let err = engine.enqueue(vec![job(&id)], NOW).unwrap_err();
+        assert!(matches!(err, Error::DuplicateJobId { .. }), "{err:?}");
+        assert_eq!(ready(&engine), 2);
+    }
+
+    #[test]
+    fn a_damaged_intake_entry_is_quarantined_and_the_rest_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.enqueue(plain(1), NOW).unwrap();
+        // Sorts between the two good entries (sequence numbers).
+        let bad_seq = engine.next_seq().unwrap();
+        engine
+            .intake
+            .insert(bad_seq.to_be_bytes(), &b"\x01junk"[..])
+            .unwrap();
+        engine.enqueue(plain(1), NOW).unwrap();
+        assert_eq!(ready(&engine), 3, "both good entries settled");
+        assert_eq!(engine.intake_len(), 0);
+        let report = engine.verify().unwrap();
+        assert_eq!(
+            report.quarantined,
+            [format!("intake:seq:{}", hex(&bad_seq.to_be_bytes()))]
+        );
+    }
+
+    #[test]
+    fn every_reader_waits_for_a_settle_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = std::sync::Arc::new(engine(dir.path()));
+        engine.enqueue(plain(3000), NOW).unwrap();
+        // Four readers at once: one settles, the others must not return
+        // before its last chunk is in place.
+        let counts: Vec<usize> = (0..4)
+            .map(|_| {
+                let engine = engine.clone();
+                std::thread::spawn(move || ready(&engine))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(counts, [3001; 4]);
+    }
+}
