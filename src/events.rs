@@ -2,33 +2,41 @@
 //! hook, and the thread that calls the hook.
 //!
 //! The dispatcher and the runners never call the hook themselves: they put
-//! events in a bounded channel and go on. One thread per worker takes them
+//! events in a bounded channel and go on; so do the store's enqueue and
+//! cancel paths, which send theirs to the hook of every worker on the store
+//! (`Subscribers`). One thread per worker takes them
 //! out and calls the hook, so a slow hook delays only its own events; when
 //! the channel is full, new events are dropped and counted
 //! ([`WorkerStats::events_dropped`](crate::WorkerStats::events_dropped)).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 /// By default, up to 1024 events wait for a worker's hook; past that, new
 /// events are dropped.
 pub const DEFAULT_EVENT_BUFFER: usize = 1024;
 
-/// Something that happened to a job in a worker, as its
+/// Something that happened to a job, as a worker's
 /// [`on_event`](crate::WorkerBuilder::on_event) hook sees it.
 ///
-/// There is no event for enqueues: they happen in the caller's thread,
-/// through [`Queue`](crate::Queue), not in a worker. They are traced (the
-/// `dueq.enqueue` span of the `tracing` crate), and the jobs a worker puts
-/// back by itself are reported here: retries as [`EventKind::Retried`], the
-/// next run of a repeating job as [`EventKind::Enqueued`].
+/// A worker reports its own runs (started, succeeded, failed, retried,
+/// timed out, stopped, abandoned) to its own hook. What happens outside any
+/// worker is reported to the hook of every worker running on the store in
+/// this process: enqueues through a [`Queue`](crate::Queue)
+/// ([`EventKind::Enqueued`], sent by the enqueuing thread), cancels by
+/// [`Job::cancel`](crate::Job::cancel) and the dependents canceled because a
+/// parent was lost ([`EventKind::Canceled`]), and the runs recovered as
+/// abandoned when the store opened ([`EventKind::Abandoned`], reported once,
+/// to the first worker started with a hook). Jobs that a schedule creates
+/// are not reported as enqueued, and a job canceled as it is enqueued (a
+/// job it depends on was already lost) is reported as enqueued only.
 ///
 /// Events of one job arrive in the order they happened. Events are
 /// reported once their outcome is written to the store, so when a
@@ -80,8 +88,10 @@ pub enum EventKind {
         /// The run that failed; the next run is `attempt + 1`.
         attempt: u32,
     },
-    /// The worker put a repeating job (see [`Repeat`](crate::Repeat)) back
-    /// for its next run after a success.
+    /// The job was put in its queue (queued, scheduled or deferred): by the
+    /// application, through a [`Queue`](crate::Queue) (every worker's hook
+    /// on the store gets it), or by the worker for the next run of a
+    /// repeating job (see [`Repeat`](crate::Repeat)) after a success.
     Enqueued,
     /// The run passed its time limit (`job_timeout`, or a callback's). It
     /// was asked to stop and its thread replaced; a
@@ -98,24 +108,107 @@ pub enum EventKind {
         /// The error, as stored.
         error: String,
     },
-    /// A job this worker was about to start was canceled instead, because
-    /// its `ttl` ran out while it waited. (Dependents canceled because a
-    /// parent failed are not reported: the worker does not see them.)
+    /// The job was canceled: by [`Job::cancel`](crate::Job::cancel), because
+    /// a job it depends on was lost (failed for good, stopped, canceled,
+    /// deleted or expired), or because its `ttl` ran out while it waited.
+    /// Every worker's hook on the store gets the first two; a `ttl` running
+    /// out is reported by the worker that found it.
     Canceled {
         /// Why, as stored in the job's error.
         reason: String,
     },
-    /// The worker found a run whose lease lapsed with no live run behind it
-    /// (for example a run imported from an export). It counts as a failed
-    /// attempt. Runs interrupted by a crash are recovered when the store
-    /// opens, before any worker starts: see
-    /// [`Store::recovered_at_open`](crate::Store::recovered_at_open).
+    /// A run was abandoned and recovered: a run interrupted by a crash,
+    /// found when the store opened (see
+    /// [`Store::recovered_at_open`](crate::Store::recovered_at_open);
+    /// reported once, by the first worker started on the store with a hook),
+    /// or a run whose lease lapsed with no live run behind it, found by the
+    /// worker (for example a run imported from an export). It counts as a
+    /// failed attempt; a [`Retried`](EventKind::Retried) follows if the
+    /// retry policy put the job back.
     Abandoned {
         /// The run's number.
         attempt: u32,
         /// Whether the retry policy put the job back.
         will_retry: bool,
     },
+}
+
+/// The hooks of the workers running on one store in this process, for the
+/// events that happen outside a worker: enqueues, cancels (and the
+/// dependents a lost parent cancels), runs recovered when the store opened.
+///
+/// Those events are sent to every subscribed hook with the same `try_send`
+/// as a worker's own events, so the thread that enqueues or cancels never
+/// waits for a hook either. With no hook subscribed, reporting costs one
+/// atomic load.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    hooks: Mutex<Vec<Weak<Hook>>>,
+    /// `hooks.len()`, read without the lock.
+    count: AtomicUsize,
+    /// Held (shared) by an enqueue from its write until its `Enqueued` events
+    /// are sent, and taken (exclusive, at once released) by a dispatcher
+    /// before it hands out the runs it claimed: so a job's `Enqueued` is
+    /// always sent before its `Started`.
+    publishing: RwLock<()>,
+    /// The events of the runs recovered when the store opened, for the first
+    /// worker with a hook.
+    recovered: Mutex<Vec<Event>>,
+}
+
+impl Subscribers {
+    /// Whether any hook listens.
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+
+    /// Adds a worker's hook. Returns the events of the runs recovered at
+    /// open if no hook had them yet: they are reported once.
+    pub(crate) fn subscribe(&self, hook: &Arc<Hook>) -> Vec<Event> {
+        let mut hooks = self.hooks.lock();
+        hooks.retain(|h| h.strong_count() > 0);
+        hooks.push(Arc::downgrade(hook));
+        self.count.store(hooks.len(), Ordering::SeqCst);
+        drop(hooks);
+        std::mem::take(&mut *self.recovered.lock())
+    }
+
+    /// Keeps the events of the runs recovered at open for the first worker
+    /// with a hook.
+    pub(crate) fn set_recovered(&self, events: Vec<Event>) {
+        *self.recovered.lock() = events;
+    }
+
+    /// Held by an enqueue around its write and its events (see
+    /// `publishing`); `None` if no hook listens.
+    pub(crate) fn publishing(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        self.any().then(|| self.publishing.read())
+    }
+
+    /// Waits until every enqueue that is between its write and its events
+    /// has sent them. Short: an enqueue holds the lock for one write.
+    pub(crate) fn barrier(&self) {
+        drop(self.publishing.write());
+    }
+
+    /// Sends `events` to every hook, dropping (and counting) those a full
+    /// buffer does not take. Never blocks on a hook.
+    pub(crate) fn broadcast(&self, events: &[Event]) {
+        if events.is_empty() || !self.any() {
+            return;
+        }
+        let hooks: Vec<Arc<Hook>> = {
+            let mut hooks = self.hooks.lock();
+            hooks.retain(|h| h.strong_count() > 0);
+            self.count.store(hooks.len(), Ordering::SeqCst);
+            hooks.iter().filter_map(Weak::upgrade).collect()
+        };
+        for hook in &hooks {
+            for event in events {
+                hook.emit_clone(event);
+            }
+        }
+    }
 }
 
 /// A worker's hook.
@@ -176,6 +269,16 @@ impl Hook {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// `emit` for an event sent to several hooks: cloned only if there is
+    /// room for it.
+    fn emit_clone(&self, event: &Event) {
+        if self.tx.is_full() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.emit(event.clone());
         }
     }
 

@@ -114,7 +114,13 @@ impl StoreBuilder {
         let now = to_ms(self.clock.now());
         // Runs whose claim was lost with the process first (they are back in
         // READY), then runs whose claim survived (still STARTED).
+        let maybe_lost = engine.journal_ids()?;
         let recovered = engine.replay_journal(now)? + engine.recover_all(now)?;
+        if recovered > 0 {
+            engine
+                .subscribers
+                .set_recovered(recovered_events(&engine, maybe_lost, now)?);
+        }
         engine.expire(now)?;
         // Makes the recovery durable, and leaves an empty journal for this
         // session's runs.
@@ -148,6 +154,99 @@ impl StoreBuilder {
             }),
         })
     }
+}
+
+/// The reason of a [`Canceled`](crate::EventKind::Canceled) event for a job
+/// canceled by [`Job::cancel`].
+const CANCELED: &str = "canceled: Job::cancel was called";
+
+/// The `Canceled` events of the dependents of `parent` (and of theirs, in
+/// turn) that its loss at `now` canceled. Read after the transition: a
+/// dependent canceled then names `parent` in its error and ended at `now`,
+/// so a dependent canceled earlier (or otherwise) is not reported again.
+fn lost_dependents(
+    engine: &Engine,
+    parent: &str,
+    dependents: &[String],
+    now: u64,
+) -> Vec<crate::Event> {
+    let mut events = Vec::new();
+    let mut work = vec![(parent.to_owned(), dependents.to_vec())];
+    while let Some((parent, children)) = work.pop() {
+        let prefix = format!("canceled: it depends on job {parent:?}, which ");
+        for child in children {
+            let Ok(Some(record)) = engine.get(&child) else {
+                continue;
+            };
+            let canceled = record.index_key().class == crate::engine::Class::Canceled
+                && record.ended_at == Some(now)
+                && record
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(&prefix));
+            if !canceled {
+                continue;
+            }
+            events.push(crate::Event {
+                job_id: record.id.clone(),
+                queue: record.queue.clone(),
+                at: crate::clock::from_ms(now),
+                kind: crate::EventKind::Canceled {
+                    reason: record.error.clone().unwrap_or_default(),
+                },
+            });
+            work.push((record.id, record.dependents));
+        }
+    }
+    events
+}
+
+/// The events of the runs the open at `now` recovered as abandoned, among
+/// the jobs the run journal named: an `Abandoned` (and a `Retried` if the
+/// retry policy put the job back) per run, then the dependents its loss
+/// canceled.
+fn recovered_events(engine: &Engine, ids: Vec<String>, now: u64) -> Result<Vec<crate::Event>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut events = Vec::new();
+    let at = crate::clock::from_ms(now);
+    for id in ids {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some(record) = engine.get(&id)? else {
+            continue;
+        };
+        let recovered = record.ended_at == Some(now)
+            && record.history.last().is_some_and(|h| {
+                h.attempt == record.attempts
+                    && h.ended_at == now
+                    && h.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("abandoned"))
+            });
+        if !recovered {
+            continue;
+        }
+        let class = record.index_key().class;
+        let will_retry = class == crate::engine::Class::Ready;
+        let event = |kind| crate::Event {
+            job_id: record.id.clone(),
+            queue: record.queue.clone(),
+            at,
+            kind,
+        };
+        events.push(event(crate::EventKind::Abandoned {
+            attempt: record.attempts,
+            will_retry,
+        }));
+        if will_retry {
+            events.push(event(crate::EventKind::Retried {
+                attempt: record.attempts,
+            }));
+        }
+        events.extend(lost_dependents(engine, &record.id, &record.dependents, now));
+    }
+    Ok(events)
 }
 
 /// A job store: a directory on disk holding queues and their jobs. rq's
@@ -338,7 +437,23 @@ impl Store {
     }
 
     pub(crate) fn cancel(&self, id: &str) -> Result<()> {
-        self.inner.engine.cancel(id, self.now_ms())?;
+        let now = self.now_ms();
+        self.inner.engine.cancel(id, now)?;
+        let engine = &self.inner.engine;
+        if engine.subscribers.any() {
+            if let Ok(Some(record)) = engine.get(id) {
+                let mut events = vec![crate::Event {
+                    job_id: record.id.clone(),
+                    queue: record.queue.clone(),
+                    at: crate::clock::from_ms(now),
+                    kind: crate::EventKind::Canceled {
+                        reason: CANCELED.to_owned(),
+                    },
+                }];
+                events.extend(lost_dependents(engine, &record.id, &record.dependents, now));
+                engine.subscribers.broadcast(&events);
+            }
+        }
         self.commit()
     }
 
@@ -348,8 +463,28 @@ impl Store {
     }
 
     pub(crate) fn delete(&self, id: &str) -> Result<()> {
-        self.inner.engine.delete(id, self.now_ms())?;
+        let now = self.now_ms();
+        let engine = &self.inner.engine;
+        // Its dependents are read before the record goes.
+        let dependents = match engine.subscribers.any() {
+            true => engine.get(id).ok().flatten().map(|r| r.dependents),
+            false => None,
+        };
+        engine.delete(id, now)?;
+        if let Some(dependents) = dependents {
+            self.report_lost_dependents(id, &dependents, now);
+        }
         self.commit()
+    }
+
+    /// Reports to the hooks of this store's workers the dependents of
+    /// `parent` (and theirs, in turn) that its loss at `now` canceled.
+    pub(crate) fn report_lost_dependents(&self, parent: &str, dependents: &[String], now: u64) {
+        let engine = &self.inner.engine;
+        if engine.subscribers.any() && !dependents.is_empty() {
+            let events = lost_dependents(engine, parent, dependents, now);
+            engine.subscribers.broadcast(&events);
+        }
     }
 
     /// Makes a worker's figures part of [`Store::stats`].

@@ -180,7 +180,12 @@ impl WorkerBuilder {
 
     /// Calls `hook` with every [`Event`] of this worker's jobs: started,
     /// succeeded, failed (and whether it will be retried), retried, timed
-    /// out, stopped, canceled, abandoned. By default there is no hook.
+    /// out, stopped, canceled, abandoned; and with the events of the store
+    /// that happen outside any worker: jobs enqueued, jobs canceled (by
+    /// [`Job::cancel`](crate::Job::cancel), or because a job they depend on
+    /// was lost), and, for the first worker started with a hook, the runs
+    /// recovered as abandoned when the store opened. By default there is no
+    /// hook.
     ///
     /// The hook runs on a thread of its own (`dueq-events`), never on the
     /// dispatcher or a runner, so a slow hook cannot hold up jobs: events
@@ -209,8 +214,10 @@ impl WorkerBuilder {
     ///     })
     ///     .start()?;
     /// store.queue("default").enqueue("hello", &())?;
-    /// let event = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    /// assert!(matches!(event.kind, EventKind::Started { attempt: 1, .. }));
+    /// let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(first.kind, EventKind::Enqueued));
+    /// let second = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(second.kind, EventKind::Started { attempt: 1, .. }));
     /// worker.shutdown(Duration::from_secs(10))?;
     /// # Ok::<(), dueq::Error>(())
     /// ```
@@ -283,7 +290,16 @@ impl WorkerBuilder {
             });
         }
         let hook = match self.hook {
-            Some(f) => Some(Hook::start(f, self.event_buffer).map_err(Error::Spawn)?),
+            Some(f) => {
+                let hook = Arc::new(Hook::start(f, self.event_buffer).map_err(Error::Spawn)?);
+                // Enqueues, cancels and recoveries at open happen outside
+                // any worker: the store sends them to every hook. The first
+                // hook gets the runs recovered at open, once.
+                for event in self.store.engine().subscribers.subscribe(&hook) {
+                    hook.emit(event);
+                }
+                Some(hook)
+            }
             None => None,
         };
         let prefetch = self.prefetch.unwrap_or_else(|| {
@@ -473,6 +489,11 @@ pub struct WorkerStats {
     /// Calls of the [`on_event`](WorkerBuilder::on_event) hook that
     /// panicked (each one was caught; the hook went on with the next event).
     pub hook_panics: u64,
+    /// Times the dispatcher woke up to look for work (each look is a read
+    /// of the store, and a transaction if there is something to write or
+    /// claim). It grows with the work done, not with idle time: the
+    /// dispatcher sleeps until a job is due or something happens.
+    pub rounds: u64,
 }
 
 impl Worker {
@@ -593,7 +614,7 @@ struct Shared {
     /// Runs handed out and not yet recorded, by lease token.
     running: Mutex<HashMap<u64, RunEntry>>,
     /// The `on_event` hook's thread, if there is a hook.
-    hook: Option<Hook>,
+    hook: Option<Arc<Hook>>,
 }
 
 impl Shared {
@@ -622,6 +643,7 @@ struct Counters {
     busy_us: AtomicU64,
     timed_out: AtomicU64,
     expired: AtomicU64,
+    rounds: AtomicU64,
 }
 
 impl Counters {
@@ -638,6 +660,7 @@ impl Counters {
             running: shared.started_runs.load(Ordering::Relaxed),
             timed_out: get(&self.timed_out),
             expired: get(&self.expired),
+            rounds: get(&self.rounds),
             running_jobs: {
                 let mut jobs: Vec<(String, chrono::DateTime<chrono::Utc>)> = shared
                     .running
@@ -687,6 +710,7 @@ impl WorkerStats {
         self.running += other.running;
         self.timed_out += other.timed_out;
         self.expired += other.expired;
+        self.rounds += other.rounds;
         self.events_dropped += other.events_dropped;
         self.hook_panics += other.hook_panics;
         self.running_jobs.extend(other.running_jobs.iter().cloned());
@@ -745,6 +769,7 @@ fn dispatch(
     // Prefetched runs not started, to put back in their queues.
     let mut unstarted: Vec<Claimed> = Vec::new();
     loop {
+        shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
         let seen = engine.signal.generation();
         for returned in done_rx.try_iter() {
             match returned {
@@ -841,6 +866,9 @@ fn dispatch(
                         counter.fetch_add(1, Ordering::Relaxed);
                         if let Some(to) = written {
                             emit_outcome(shared, done, info, *to);
+                            if matches!(to, Class::Failed | Class::Stopped) {
+                                report_lost(shared, &done.id, done.ended_at);
+                            }
                         }
                     }
                     pending.clear();
@@ -866,12 +894,15 @@ fn dispatch(
                             shared.emit(&moved.id, &moved.queue, || EventKind::Retried {
                                 attempt: moved.attempts,
                             });
+                        } else {
+                            report_lost(shared, &moved.id, now);
                         }
                     }
                     for moved in &report.expired {
                         shared.emit(&moved.id, &moved.queue, || EventKind::Canceled {
                             reason: moved.error.clone(),
                         });
+                        report_lost(shared, &moved.id, now);
                     }
                     // Written outcomes count as progress: a retry due at
                     // once is a claim candidate only in the next round.
@@ -881,6 +912,12 @@ fn dispatch(
                         || !report.expired.is_empty();
                     if !report.claimed.is_empty() {
                         rr_offset = rr_offset.wrapping_add(1);
+                        if shared.hook.is_some() {
+                            // An enqueue still sending its events finishes
+                            // first: a job's `Enqueued` comes before its
+                            // `Started`.
+                            engine.subscribers.barrier();
+                        }
                     }
                     for claimed in report.claimed {
                         progressed = true;
@@ -930,6 +967,7 @@ fn dispatch(
                         shared.emit(&moved.id, &moved.queue, || EventKind::Canceled {
                             reason: moved.error.clone(),
                         });
+                        report_lost(shared, &moved.id, now);
                     }
                 }
                 Err(_) => {
@@ -947,9 +985,10 @@ fn dispatch(
             return;
         }
         // Sleep until the earliest of: a job becoming due or a lease lapsing
-        // (only worth waking for with a free runner), the next expiry, a
-        // run's deadline; or until something happens (an enqueue, a
-        // finished run, a clock jump).
+        // (only worth waking for with a free runner; a due job that a
+        // concurrency limit holds back is not: the end of a run of its key
+        // wakes us), the next expiry, a run's deadline; or until something
+        // happens (an enqueue, a finished run, a clock jump).
         let mono = store.mono_ms();
         let deadline_wait = shared
             .running
@@ -969,7 +1008,7 @@ fn dispatch(
                 wake = earliest(wake, t);
             }
             if free > 0 {
-                if let Ok(Some(t)) = engine.next_wake(&queues) {
+                if let Ok(Some(t)) = engine.next_wake(&queues, free, now, &shared.policy) {
                     wake = earliest(wake, t);
                 }
             }
@@ -989,6 +1028,21 @@ fn dispatch(
             (None, None) => None,
         };
         engine.signal.wait(seen, timeout);
+    }
+}
+
+/// Reports to every hook on the store the dependents of job `id` that its
+/// loss at `now` (failed for good, stopped, abandoned, expired) canceled.
+/// Costs a read only when a hook listens.
+fn report_lost(shared: &Shared, id: &str, now: u64) {
+    let engine = shared.store.engine();
+    if !engine.subscribers.any() {
+        return;
+    }
+    if let Ok(Some(record)) = engine.get(id) {
+        shared
+            .store
+            .report_lost_dependents(id, &record.dependents, now);
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{secs, t0, Fixture};
+use common::{copy_dir, secs, t0, Fixture};
 use dueq::{
     Error, Event, EventKind, Handlers, JobError, ManualClock, Repeat, Retry, Status, Store, Worker,
 };
@@ -78,8 +78,9 @@ fn a_job_that_fails_once_then_succeeds_reports_each_step_in_order() {
     assert_eq!(job.wait(WAIT).unwrap(), Status::Finished);
     let stats = worker.shutdown(WAIT).unwrap();
     assert_eq!(
-        next_events(&rx, job.id(), 5),
+        next_events(&rx, job.id(), 6),
         [
+            EventKind::Enqueued,
             started("flaky", 1),
             EventKind::Failed {
                 attempt: 1,
@@ -116,6 +117,7 @@ fn a_last_failure_says_it_will_not_be_retried_and_events_carry_the_store_time() 
     assert_eq!(
         kinds,
         [
+            EventKind::Enqueued,
             started("fail", 1),
             EventKind::Failed {
                 attempt: 1,
@@ -160,8 +162,9 @@ fn a_timeout_reports_timed_out_then_the_failure() {
     release_tx.send(()).unwrap();
     worker.shutdown(WAIT).unwrap();
     assert_eq!(
-        next_events(&rx, job.id(), 3),
+        next_events(&rx, job.id(), 4),
         [
+            EventKind::Enqueued,
             started("stuck", 1),
             EventKind::TimedOut { attempt: 1 },
             EventKind::Failed {
@@ -201,7 +204,10 @@ fn a_stopped_job_reports_stopped_and_no_retry() {
         .unwrap();
     // The Started event is sent when the run begins: then `stop` finds the
     // job started.
-    assert_eq!(next_events(&rx, job.id(), 1), [started("wait_stop", 1)]);
+    assert_eq!(
+        next_events(&rx, job.id(), 2),
+        [EventKind::Enqueued, started("wait_stop", 1)]
+    );
     job.stop().unwrap();
     assert_eq!(job.wait(WAIT).unwrap(), Status::Stopped);
     let error = job.error().unwrap().unwrap();
@@ -406,7 +412,9 @@ fn a_panicking_hook_is_survived_and_counted() {
     assert_eq!(
         kinds,
         [
+            EventKind::Enqueued,
             EventKind::Succeeded { attempt: 1 },
+            EventKind::Enqueued,
             EventKind::Succeeded { attempt: 1 }
         ]
     );
@@ -594,4 +602,271 @@ fn enqueues_and_runs_are_traced_with_the_job_fields() {
     assert_eq!(end.fields["outcome"], "failed", "{end:?}");
     assert_eq!(end.fields["error"], "traced boom", "{end:?}");
     assert!(end.fields.contains_key("duration_ms"), "{end:?}");
+}
+
+// ------------------------------------------------ events outside a worker
+
+/// The next `n` events, as (job id, kind).
+fn next_n(rx: &mpsc::Receiver<Event>, n: usize) -> Vec<(String, EventKind)> {
+    (0..n)
+        .map(|i| {
+            let event = rx
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|e| panic!("event {i} of {n} did not come: {e}"));
+            (event.job_id, event.kind)
+        })
+        .collect()
+}
+
+#[test]
+fn an_enqueue_by_the_app_reports_enqueued_before_the_run() {
+    let f = Fixture::new();
+    let mut h = Handlers::new();
+    h.register("ok", |_: ()| -> Result<(), JobError> { Ok(()) });
+    let (hook, rx) = recorder();
+    let worker = Worker::builder(&f.store, h)
+        .threads(1)
+        .on_event(hook)
+        .start()
+        .unwrap();
+    let q = f.store.queue("default");
+    let later = q.enqueue_in(secs(60), "ok", &()).unwrap();
+    let jobs = q
+        .enqueue_many([q.job("ok", &()), q.job("ok", &())])
+        .unwrap();
+    for job in &jobs {
+        assert_eq!(job.wait(WAIT).unwrap(), Status::Finished);
+    }
+    worker.shutdown(WAIT).unwrap();
+    let events: Vec<Event> = rx.try_iter().collect();
+    assert!(events.iter().all(|e| e.at == t0()), "{events:?}");
+    let of = |id: &str| -> Vec<EventKind> {
+        events
+            .iter()
+            .filter(|e| e.job_id == id)
+            .map(|e| e.kind.clone())
+            .collect()
+    };
+    assert_eq!(of(later.id()), [EventKind::Enqueued]);
+    for job in &jobs {
+        assert_eq!(
+            of(job.id()),
+            [
+                EventKind::Enqueued,
+                started("ok", 1),
+                EventKind::Succeeded { attempt: 1 }
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_cancel_reports_canceled_for_the_job_and_the_dependents_it_cancels() {
+    let f = Fixture::new();
+    let (hook, rx) = recorder();
+    let worker = Worker::builder(&f.store, Handlers::new())
+        .threads(1)
+        .on_event(hook)
+        .start()
+        .unwrap();
+    let q = f.store.queue("default");
+    let parent = q.enqueue_in(secs(60), "ok", &()).unwrap();
+    let child = q.job("ok", &()).depends_on(&parent).enqueue().unwrap();
+    let grandchild = q.job("ok", &()).depends_on(&child).enqueue().unwrap();
+    assert_eq!(
+        next_n(&rx, 3),
+        [
+            (parent.id().to_owned(), EventKind::Enqueued),
+            (child.id().to_owned(), EventKind::Enqueued),
+            (grandchild.id().to_owned(), EventKind::Enqueued),
+        ]
+    );
+    parent.cancel().unwrap();
+    let events = next_n(&rx, 3);
+    let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [parent.id(), child.id(), grandchild.id()]);
+    let reasons: Vec<&str> = events
+        .iter()
+        .map(|(_, kind)| match kind {
+            EventKind::Canceled { reason } => reason.as_str(),
+            other => panic!("not canceled: {other:?}"),
+        })
+        .collect();
+    assert!(reasons[0].contains("cancel"), "{reasons:?}");
+    assert!(reasons[1].contains(parent.id()), "{reasons:?}");
+    assert!(reasons[2].contains(child.id()), "{reasons:?}");
+    assert_eq!(grandchild.status().unwrap(), Status::Canceled);
+    worker.shutdown(WAIT).unwrap();
+    assert!(rx.try_recv().is_err(), "no more events");
+}
+
+#[test]
+fn a_parent_that_fails_for_good_reports_its_dependents_canceled() {
+    let f = Fixture::new();
+    let mut h = Handlers::new();
+    h.register("fail", |_: ()| -> Result<(), JobError> {
+        Err(JobError::new("no"))
+    });
+    let q = f.store.queue("default");
+    let parent = q.enqueue("fail", &()).unwrap();
+    let child = q.job("fail", &()).depends_on(&parent).enqueue().unwrap();
+    let (hook, rx) = recorder();
+    let worker = Worker::builder(&f.store, h)
+        .threads(1)
+        .on_event(hook)
+        .start()
+        .unwrap();
+    assert_eq!(child.wait(WAIT).unwrap(), Status::Canceled);
+    worker.shutdown(WAIT).unwrap();
+    let events = next_n(&rx, 3);
+    assert_eq!(
+        events[..2],
+        [
+            (parent.id().to_owned(), started("fail", 1)),
+            (
+                parent.id().to_owned(),
+                EventKind::Failed {
+                    attempt: 1,
+                    error: "no".into(),
+                    will_retry: false
+                }
+            ),
+        ]
+    );
+    assert_eq!(events[2].0, child.id());
+    assert!(
+        matches!(&events[2].1, EventKind::Canceled { reason }
+            if reason.contains(parent.id()) && reason.contains("failed")),
+        "{events:?}"
+    );
+    assert!(rx.try_recv().is_err(), "no more events");
+}
+
+#[test]
+fn enqueues_and_cancels_reach_the_hook_of_every_worker_on_the_store() {
+    let f = Fixture::new();
+    let (hook_a, rx_a) = recorder();
+    let (hook_b, rx_b) = recorder();
+    let a = Worker::builder(&f.store, Handlers::new())
+        .queues(["a"])
+        .threads(1)
+        .on_event(hook_a)
+        .start()
+        .unwrap();
+    let b = Worker::builder(&f.store, Handlers::new())
+        .queues(["b"])
+        .threads(1)
+        .on_event(hook_b)
+        .start()
+        .unwrap();
+    // A queue no worker takes jobs from: only the store sees these.
+    let job = f
+        .store
+        .queue("elsewhere")
+        .enqueue_in(secs(60), "ok", &())
+        .unwrap();
+    f.store.job(job.id()).unwrap().unwrap().cancel().unwrap();
+    for rx in [&rx_a, &rx_b] {
+        let events = next_n(rx, 2);
+        assert_eq!(events[0], (job.id().to_owned(), EventKind::Enqueued));
+        assert!(
+            matches!(&events[1], (id, EventKind::Canceled { .. }) if id == job.id()),
+            "{events:?}"
+        );
+    }
+    a.shutdown(WAIT).unwrap();
+    b.shutdown(WAIT).unwrap();
+    // A shut-down worker's hook is not called any more; enqueues go on.
+    f.store
+        .queue("elsewhere")
+        .enqueue_in(secs(60), "ok", &())
+        .unwrap();
+    assert!(rx_a.try_recv().is_err());
+}
+
+#[test]
+fn runs_recovered_at_open_are_reported_once_by_the_first_worker_with_a_hook() {
+    let f = Fixture::new();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let mut h = Handlers::new();
+    h.register("block", move |_: ()| -> Result<(), JobError> {
+        started_tx.send(()).unwrap();
+        release_rx.lock().unwrap().recv().unwrap();
+        Ok(())
+    });
+    let q = f.store.queue("default");
+    let job = q.job("block", &()).retry(Retry::max(1)).enqueue().unwrap();
+    let lost = q.job("block", &()).enqueue().unwrap(); // no retry left
+    let worker = Worker::builder(&f.store, h)
+        .threads(2)
+        .on_event(|_| {})
+        .start()
+        .unwrap();
+    started_rx.recv_timeout(WAIT).unwrap();
+    started_rx.recv_timeout(WAIT).unwrap();
+    // Both runs are going on: a copy of the store now is what a crash
+    // leaves (claims on disk, run journal lines written).
+    f.store.flush().unwrap();
+    let crashed = f.dir.path().join("crashed.dueq");
+    copy_dir(&f.path, &crashed);
+    release_tx.send(()).unwrap();
+    release_tx.send(()).unwrap();
+    worker.shutdown(WAIT).unwrap();
+
+    f.advance(secs(1));
+    let store = common::open_manual(&crashed, &f.clock);
+    assert_eq!(store.recovered_at_open(), 2);
+    let mut h = Handlers::new();
+    h.register("block", |_: ()| -> Result<(), JobError> { Ok(()) });
+    let (hook, rx) = recorder();
+    let worker = Worker::builder(&store, h)
+        .threads(1)
+        .on_event(hook)
+        .start()
+        .unwrap();
+    let (hook2, rx2) = recorder();
+    let second = Worker::builder(&store, Handlers::new())
+        .queues(["other"])
+        .threads(1)
+        .on_event(hook2)
+        .start()
+        .unwrap();
+    let rerun = store.job(job.id()).unwrap().unwrap();
+    assert_eq!(rerun.wait(WAIT).unwrap(), Status::Finished);
+    worker.shutdown(WAIT).unwrap();
+    second.shutdown(WAIT).unwrap();
+    let events: Vec<Event> = rx.try_iter().collect();
+    let of = |id: &str| -> Vec<EventKind> {
+        events
+            .iter()
+            .filter(|e| e.job_id == id)
+            .map(|e| e.kind.clone())
+            .collect()
+    };
+    assert_eq!(
+        of(job.id()),
+        [
+            EventKind::Abandoned {
+                attempt: 1,
+                will_retry: true
+            },
+            EventKind::Retried { attempt: 1 },
+            started("block", 2),
+            EventKind::Succeeded { attempt: 2 },
+        ]
+    );
+    assert_eq!(
+        of(lost.id()),
+        [EventKind::Abandoned {
+            attempt: 1,
+            will_retry: false
+        }]
+    );
+    assert!(
+        events.iter().take(3).all(|e| e.at == t0() + secs(1)),
+        "{events:?}"
+    );
+    assert!(rx2.try_recv().is_err(), "reported once, to the first hook");
 }

@@ -455,3 +455,117 @@ fn an_expired_job_does_not_use_up_a_rate_slot() {
         "not delayed a minute"
     );
 }
+
+/// A store on the real clock (the dispatcher sleeps with a timeout there,
+/// which is where a busy loop would show).
+fn real_store() -> (tempfile::TempDir, dueq::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dueq::Store::open(dir.path().join("jobs.dueq")).unwrap();
+    (dir, store)
+}
+
+/// How many times the dispatcher woke up over `over` of real time.
+fn rounds_over(worker: &Worker, over: Duration) -> u64 {
+    let before = worker.stats().rounds;
+    std::thread::sleep(over);
+    worker.stats().rounds - before
+}
+
+/// Regression: while a concurrency limit held due jobs back, the
+/// dispatcher woke for their (past) due time again and again: thousands of
+/// transactions a second while nothing could change. It must sleep until a
+/// run of the key ends.
+#[test]
+fn regression_jobs_held_back_by_a_concurrency_limit_do_not_busy_loop_the_dispatcher() {
+    let (_dir, store) = real_store();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<u32>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let mut h = Handlers::new();
+    h.register("hold", move |n: u32| -> Result<(), JobError> {
+        started_tx.lock().unwrap().send(n).unwrap();
+        release_rx.lock().unwrap().recv_timeout(secs(30)).unwrap();
+        Ok(())
+    });
+    let q = store.queue("default");
+    let jobs: Vec<_> = (0..3)
+        .map(|n| q.job("hold", &n).limit_key("k", 1).enqueue().unwrap())
+        .collect();
+    let worker = Worker::builder(&store, h).threads(4).start().unwrap();
+    assert_eq!(started_rx.recv_timeout(secs(10)).unwrap(), 0);
+    // One job runs, two wait for the key; four runners are free.
+    let rounds = rounds_over(&worker, ms(200));
+    assert!(
+        rounds < 20,
+        "{rounds} dispatcher rounds in 200 ms while held back"
+    );
+    assert_eq!(jobs[1].status().unwrap(), Status::Queued);
+    // The end of the run wakes the dispatcher for the next one, in order.
+    for n in 1..3 {
+        release_tx.send(()).unwrap();
+        assert_eq!(started_rx.recv_timeout(secs(10)).unwrap(), n);
+        let rounds = rounds_over(&worker, ms(100));
+        assert!(rounds < 20, "{rounds} dispatcher rounds in 100 ms");
+    }
+    release_tx.send(()).unwrap();
+    for job in &jobs {
+        assert_eq!(job.wait(secs(10)).unwrap(), Status::Finished);
+    }
+    let stats = worker.shutdown(secs(10)).unwrap();
+    assert_eq!(stats.succeeded, 3);
+}
+
+/// A job held back by a concurrency limit still expires when its `ttl`
+/// runs out, although nothing else wakes the dispatcher then.
+#[test]
+fn a_job_held_back_by_a_limit_is_still_discarded_when_its_ttl_runs_out() {
+    let (_dir, store) = real_store();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let mut h = Handlers::new();
+    h.register("hold", move |_: ()| -> Result<(), JobError> {
+        started_tx.lock().unwrap().send(()).unwrap();
+        release_rx.lock().unwrap().recv_timeout(secs(30)).unwrap();
+        Ok(())
+    });
+    let q = store.queue("default");
+    let first = q.job("hold", &()).limit_key("k", 1).enqueue().unwrap();
+    let worker = Worker::builder(&store, h).threads(2).start().unwrap();
+    started_rx.recv_timeout(secs(10)).unwrap();
+    let held = q
+        .job("hold", &())
+        .limit_key("k", 1)
+        .ttl(ms(300))
+        .enqueue()
+        .unwrap();
+    assert_eq!(held.wait(secs(10)).unwrap(), Status::Canceled);
+    assert_eq!(first.status().unwrap(), Status::Started);
+    release_tx.send(()).unwrap();
+    assert_eq!(first.wait(secs(10)).unwrap(), Status::Finished);
+    worker.shutdown(secs(10)).unwrap();
+}
+
+/// A job over a rate limit waits for its slot asleep: the dispatcher wakes
+/// at the slot, not before.
+#[test]
+fn a_job_waiting_for_a_rate_limit_slot_does_not_busy_loop_the_dispatcher() {
+    let (_dir, store) = real_store();
+    let mut h = Handlers::new();
+    h.register("echo", |n: u32| -> Result<u32, JobError> { Ok(n) });
+    let q = store.queue("default");
+    let first = q.job("echo", &0).limit_group("mail").enqueue().unwrap();
+    let second = q.job("echo", &1).limit_group("mail").enqueue().unwrap();
+    let worker = Worker::builder(&store, h)
+        .threads(2)
+        .rate_limit("mail", 1, secs(60))
+        .start()
+        .unwrap();
+    assert_eq!(first.wait(secs(10)).unwrap(), Status::Finished);
+    let rounds = rounds_over(&worker, ms(200));
+    assert!(rounds < 20, "{rounds} dispatcher rounds in 200 ms");
+    assert_eq!(second.status().unwrap(), Status::Scheduled);
+    worker.shutdown(secs(10)).unwrap();
+}

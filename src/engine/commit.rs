@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -85,14 +86,34 @@ impl Committer {
     }
 }
 
+/// The longest the committer waits for more callers before a flush.
+const MAX_GATHER: Duration = Duration::from_micros(200);
+
 fn run(shared: &Shared, flush: &FlushFn) {
     let mut state = shared.state.lock();
+    // How many callers the last flush served, and how long it took.
+    let mut last_batch = 1;
+    let mut last_flush = Duration::ZERO;
     loop {
         if state.issued > state.flushed {
+            // Callers released together come back one by one; without a
+            // pause the first one back would get a flush of its own and the
+            // rest would wait for the next. So wait, at most a quarter of a
+            // flush, until as many are pending as the last flush served. A
+            // lone caller (last_batch = 1) never waits.
+            let deadline = Instant::now() + (last_flush / 4).min(MAX_GATHER);
+            while state.issued - state.flushed < last_batch && !state.quit {
+                if shared.work.wait_until(&mut state, deadline).timed_out() {
+                    break;
+                }
+            }
             let (first, last) = (state.flushed + 1, state.issued);
             // Every caller holding a ticket <= last finished its write before
             // taking the ticket, so this flush covers all of them.
+            let started = Instant::now();
             let res = parking_lot::MutexGuard::unlocked(&mut state, flush);
+            last_flush = started.elapsed();
+            last_batch = last - first + 1;
             if let Err(e) = res {
                 if state.failures.len() == FAILURES_KEPT {
                     state.failures.pop_front();

@@ -279,6 +279,8 @@ pub(crate) struct Engine {
     pub(super) seq_lock: RwLock<()>,
     journal: Journal,
     pub(crate) signal: Arc<Signal>,
+    /// The hooks of this store's workers, for events outside a worker.
+    pub(crate) subscribers: crate::events::Subscribers,
 }
 
 impl Engine {
@@ -329,6 +331,7 @@ impl Engine {
             seq_lock: RwLock::new(()),
             journal: Journal::open(path)?,
             signal: Arc::new(Signal::default()),
+            subscribers: crate::events::Subscribers::default(),
         };
         engine.refresh_next_schedule()?;
         Ok(engine)
@@ -434,6 +437,9 @@ impl Engine {
         }
         let names: Vec<&str> = new.iter().map(|j| j.queue.as_str()).collect();
         let plan = self.plan_queues(&names);
+        // Held until the `Enqueued` events are sent, so that a worker cannot
+        // report a job started before it is reported enqueued.
+        let publishing = self.subscribers.publishing();
         let _seq = self.seq_lock.read();
         if plain && plan.new.is_empty() {
             let mut records = Vec::with_capacity(new.len());
@@ -443,6 +449,10 @@ impl Engine {
                 records.push((seq, new_record(job, queue, seq, now)));
             }
             self.enqueue_to_intake(&records)?;
+            if publishing.is_some() {
+                self.report_enqueued(records.iter().map(|(_, r)| r), now);
+            }
+            drop(publishing);
             self.signal.notify();
             return Ok(records.into_iter().map(|(_, r)| r.id).collect());
         }
@@ -489,8 +499,27 @@ impl Engine {
             })?;
         }
         plan.publish();
+        if publishing.is_some() {
+            self.report_enqueued(records.iter(), now);
+        }
+        drop(publishing);
         self.signal.notify();
         Ok(ids)
+    }
+
+    /// Sends an `Enqueued` event per job to the hooks of this store's
+    /// workers.
+    fn report_enqueued<'a>(&self, records: impl Iterator<Item = &'a JobRecord>, now: u64) {
+        let at = crate::clock::from_ms(now);
+        let events: Vec<crate::Event> = records
+            .map(|r| crate::Event {
+                job_id: r.id.clone(),
+                queue: r.queue.clone(),
+                at,
+                kind: crate::EventKind::Enqueued,
+            })
+            .collect();
+        self.subscribers.broadcast(&events);
     }
 
     /// One round of a dispatcher, in one transaction: records the outcomes
@@ -1097,7 +1126,9 @@ impl Engine {
     /// later, but goes behind jobs due at the same millisecond it was
     /// claimed. Returns how many runs were recovered as abandoned.
     pub(crate) fn recover_all(&self, now: u64) -> Result<usize> {
-        self.settle()?;
+        // No settle: a job in the intake is queued and was never started,
+        // so nothing here concerns it, and an open after a crash need not
+        // move a large intake before it returns.
         let started: std::collections::HashSet<u64> =
             self.journal.read()?.iter().map(|s| s.token).collect();
         let mut recovered = 0;
@@ -1150,7 +1181,9 @@ impl Engine {
     /// cancels deferred jobs whose `ttl` ran out. Returns how many jobs were
     /// deleted, and the deferred jobs canceled.
     pub(crate) fn expire(&self, now: u64) -> Result<(usize, Vec<Moved>)> {
-        self.settle()?;
+        // No settle: a job in the intake is queued and was never started,
+        // so nothing here concerns it, and an open after a crash need not
+        // move a large intake before it returns.
         let mut removed = 0;
         let mut discarded = Vec::new();
         let queues: Vec<u32> = self.queue_names.read().keys().copied().collect();
@@ -1387,21 +1420,95 @@ impl Engine {
             .collect()
     }
 
-    /// The earliest time at which something in `queues` needs the
-    /// dispatcher: a `READY` job becoming due or a lease lapsing.
-    pub(crate) fn next_wake(&self, queues: &[u32]) -> Result<Option<u64>> {
+    /// The earliest time at which something in `queues` needs a dispatcher
+    /// with `max` free claims: a `READY` job becoming due, a lease lapsing,
+    /// or the `ttl` of a job a concurrency limit holds back running out.
+    ///
+    /// A due job whose limit key is at its limit is not a reason to wake:
+    /// the round that found it could not claim it, and nothing changes that
+    /// until a run of its key ends, which wakes the dispatcher anyway
+    /// (`signal`). Waking for it would be a busy loop: its due time is past.
+    /// The scan stops where a round stops reading (`max` entries plus
+    /// `LIMIT_SCAN` past held-back ones, over the queues in order), so a
+    /// claimable job a round cannot reach is no reason to wake either.
+    pub(crate) fn next_wake(
+        &self,
+        queues: &[u32],
+        max: usize,
+        now: u64,
+        policy: &ClaimPolicy,
+    ) -> Result<Option<u64>> {
         self.settle()?;
         let mut next: Option<u64> = None;
+        let mut earliest = |time: u64| next = Some(next.map_or(time, |n: u64| n.min(time)));
+        let budget = max.saturating_add(LIMIT_SCAN);
+        let running = self.limit_running.lock().clone();
+        let held = |limit: &Limit| {
+            let cap = policy
+                .concurrency
+                .get(&limit.key)
+                .map_or(limit.max, |&w| w.min(limit.max));
+            running.get(&limit.key).copied().unwrap_or(0) >= cap
+        };
+        let mut read = 0usize;
         for &queue in queues {
-            for class in [Class::Ready, Class::Started] {
-                if let Some(item) = self.range(queue, class, 0, u64::MAX).next() {
+            if let Some(item) = self.range(queue, Class::Started, 0, u64::MAX).next() {
+                let (key, _) = item?;
+                earliest(IndexKey::decode(&key)?.time);
+            }
+            let mut scanned = 0usize;
+            let mut reachable = read < budget || policy.round_robin;
+            for item in self.range(queue, Class::Ready, 0, u64::MAX) {
+                if !reachable {
+                    break;
+                }
+                let (key, id) = item?;
+                let time = IndexKey::decode(&key)?.time;
+                if time > now {
+                    earliest(time);
+                    break;
+                }
+                scanned += 1;
+                reachable = scanned < budget;
+                let record = match self.trees.jobs.get(&id)? {
+                    Some(raw) => decode_record(&id, &raw).ok(),
+                    None => None,
+                };
+                match record {
+                    Some(r) if r.limit.as_ref().is_some_and(&held) => {
+                        // Held back: its ttl may still discard it.
+                        if let Some(t) = r.expires_at {
+                            earliest(t);
+                        }
+                    }
+                    // Claimable (or an entry the round will clean up).
+                    _ => {
+                        earliest(time);
+                        break;
+                    }
+                }
+            }
+            read += scanned;
+            if !reachable {
+                // A round reads no further: it cannot claim from here before
+                // the jobs ahead move (which wakes the dispatcher), so only
+                // a job becoming due later matters.
+                if let Some(item) = self
+                    .range(queue, Class::Ready, now.saturating_add(1), u64::MAX)
+                    .next()
+                {
                     let (key, _) = item?;
-                    let time = IndexKey::decode(&key)?.time;
-                    next = Some(next.map_or(time, |n| n.min(time)));
+                    earliest(IndexKey::decode(&key)?.time);
                 }
             }
         }
         Ok(next)
+    }
+
+    /// The ids the run journal names: at open, before recovery, the jobs
+    /// whose runs the last session started and may have lost.
+    pub(crate) fn journal_ids(&self) -> Result<Vec<String>> {
+        Ok(self.journal.read()?.into_iter().map(|s| s.id).collect())
     }
 
     /// The earliest expiry among finished, failed and stopped jobs, and the
