@@ -614,6 +614,18 @@ fn help_states_the_one_process_rule() {
     assert!(text.contains("one process"), "{text}");
     assert!(text.contains("open in another process"), "{text}");
     assert!(text.contains("Exit codes"), "{text}");
+    // The short help too, in one line.
+    let out = Command::cargo_bin("dueq")
+        .unwrap()
+        .arg("-h")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("one process at a time"))
+        .unwrap_or_else(|| panic!("no one-process line in:\n{text}"));
+    assert!(line.contains("fail at once"), "{line}");
 }
 
 #[test]
@@ -647,4 +659,203 @@ fn info_lists_cron_schedules_with_their_next_fire() {
         .ends_with("T03:00:00Z"));
     assert_eq!(schedules[1]["paused"], true);
     assert!(schedules[1]["next_fire"].is_null());
+}
+
+/// A store with, on queue "default", "flaky": meta `{"owner": "ada"}`, its
+/// first attempt failed ("first try fails") and its retry returned 42; on
+/// queue "idle", "policy": never run, retried up to 3 times after 10 s,
+/// 30 s and 1 min, with 10% jitter. Closed when this returns.
+fn retried() -> (tempfile::TempDir, PathBuf) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let (dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    store
+        .queue("default")
+        .job("flaky", &())
+        .id("flaky")
+        .meta("owner", "ada")
+        .retry(dueq::Retry::max(2))
+        .enqueue()
+        .unwrap();
+    store
+        .queue("idle")
+        .job("add", &(1, 2))
+        .id("policy")
+        .retry(dueq::Retry::max(3).intervals([10, 30, 60]).jitter(0.1))
+        .enqueue()
+        .unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let mut h = Handlers::new();
+    h.register("flaky", move |_: ()| -> Result<u32, JobError> {
+        if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(JobError::new("first try fails"))
+        } else {
+            Ok(42)
+        }
+    });
+    Worker::builder(&store, h)
+        .queues(["default"])
+        .burst()
+        .unwrap();
+    drop(store);
+    (dir, path)
+}
+
+#[test]
+fn show_json_has_meta_history_threads_values_and_a_readable_retry() {
+    let (_dir, path) = retried();
+    let flaky = json(&ok(&path, &["show", "flaky", "--json"]));
+    assert_eq!(flaky["status"], "finished");
+    assert_eq!(flaky["meta"], serde_json::json!({"owner": "ada"}));
+    assert_eq!(flaky["result"], 42);
+    assert_eq!(
+        flaky["timeout"], 180,
+        "rq's default job timeout, in seconds"
+    );
+    let history = flaky["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0]["error"], "first try fails");
+    assert_eq!(history[0]["result"], Value::Null);
+    assert_eq!(history[1]["error"], Value::Null);
+    assert_eq!(history[1]["result"], 42);
+    for attempt in history {
+        let thread = attempt["thread"].as_str().unwrap_or_default();
+        assert!(thread.starts_with("dueq-worker"), "{attempt}");
+    }
+    assert_eq!(
+        flaky["retry"],
+        serde_json::json!({"max": 2, "intervals": [0], "jitter": 0.0})
+    );
+
+    let policy = json(&ok(&path, &["show", "policy", "--json"]));
+    assert_eq!(
+        policy["retry"],
+        serde_json::json!({"max": 3, "intervals": [10, 30, 60], "jitter": 0.1})
+    );
+    let table = ok(&path, &["show", "policy"]);
+    assert!(
+        table.contains("max 3, intervals 10s 30s 1m, jitter ±10%"),
+        "{table}"
+    );
+    assert!(!table.contains("Intervals"), "no internal names: {table}");
+    let table = ok(&path, &["show", "flaky"]);
+    for part in [
+        "\"owner\":\"ada\"",
+        "returned 42",
+        "dueq-worker",
+        "last error",
+    ] {
+        assert!(table.contains(part), "{part:?} missing from:\n{table}");
+    }
+}
+
+#[test]
+fn jobs_does_not_show_a_stale_error_beside_finished_or_queued() {
+    let (_dir, path) = retried();
+    let table = ok(&path, &["jobs"]);
+    let row = table.lines().find(|l| l.contains("flaky")).unwrap();
+    assert!(row.contains("finished"), "{row}");
+    assert!(!row.contains("first try fails"), "{row}");
+    // --json stays complete.
+    let lines = json_lines(&ok(&path, &["jobs", "--json"]));
+    let flaky = lines.iter().find(|l| l["id"] == "flaky").unwrap();
+    assert_eq!(flaky["error"], "first try fails");
+
+    // A requeued job waits without its old error; a failed one shows it.
+    let (_dir, path) = populated();
+    let table = ok(&path, &["jobs"]);
+    let row = table.lines().find(|l| l.contains("bad")).unwrap();
+    assert!(row.contains("boom: it always fails"), "{row}");
+    ok(&path, &["requeue", "bad"]);
+    let table = ok(&path, &["jobs"]);
+    let row = table.lines().find(|l| l.contains("bad")).unwrap();
+    assert!(row.contains("queued"), "{row}");
+    assert!(!row.contains("it always fails"), "{row}");
+}
+
+#[test]
+fn jobs_limit_0_is_a_usage_error() {
+    let (_dir, path) = populated();
+    let out = run(&path, &["jobs", "--limit", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("at least 1"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("no jobs"));
+    let out = run(&path, &["jobs", "--help"]);
+    assert!(stdout(&out).contains("--limit 0"), "{}", stdout(&out));
+    assert_eq!(
+        json_lines(&ok(&path, &["jobs", "--limit", "1", "--json"])).len(),
+        1
+    );
+}
+
+#[test]
+fn importing_a_non_export_into_a_new_path_leaves_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("g.jsonl");
+    std::fs::write(&garbage, "{\"garbage\":1}\n").unwrap();
+    // Caught before the store is created: not an export at all.
+    let new = dir.path().join("new.dueq");
+    let out = run(&new, &["import", garbage.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a dueq export"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!new.exists(), "a failed import left a store behind");
+    // Caught by the library after the store was created (a newer export
+    // version, a bad job line): the empty store is removed, with the
+    // directories made for it.
+    let newer = dir.path().join("newer.jsonl");
+    std::fs::write(
+        &newer,
+        "{\"format\":\"dueq-export\",\"version\":999,\"schema\":1,\"exported_at\":\"2026-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let nested = dir.path().join("sub").join("new.dueq");
+    let out = run(&nested, &["import", newer.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("version 999"), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("sub").exists(),
+        "a failed import left a store behind"
+    );
+    let bad_line = dir.path().join("bad_line.jsonl");
+    std::fs::write(
+        &bad_line,
+        "{\"format\":\"dueq-export\",\"version\":2,\"schema\":1,\"exported_at\":\"2026-01-01T00:00:00Z\"}\nnot json\n",
+    )
+    .unwrap();
+    let out = run(&new, &["import", bad_line.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    assert!(!new.exists(), "a failed import left a store behind");
+    // An existing store is never removed, even if the import fails.
+    let (_dir, path) = populated();
+    expect(&path, &["import", newer.to_str().unwrap()], 2);
+    assert_eq!(status(&path, "done"), Some(Status::Finished));
+}
+
+#[test]
+fn export_json_prints_a_summary_object() {
+    let (dir, path) = populated();
+    let file = dir.path().join("backup.jsonl");
+    let summary = json(&ok(&path, &["export", file.to_str().unwrap(), "--json"]));
+    assert_eq!(
+        summary,
+        serde_json::json!({"jobs": 5, "skipped_corrupt": 0})
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 6);
+    // Without FILE, stdout is the export itself and the summary goes to
+    // stderr.
+    let out = run(&path, &["export", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.len(), 6, "a header and five jobs");
+    assert_eq!(lines[0]["format"], "dueq-export");
+    assert_eq!(
+        json(&stderr(&out)),
+        serde_json::json!({"jobs": 5, "skipped_corrupt": 0})
+    );
 }

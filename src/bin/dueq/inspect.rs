@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::Args;
 use comfy_table::{Cell, CellAlignment};
-use dueq::{JobInfo, Queue, Stats, Status, Store};
+use dueq::{JobInfo, Queue, Retry, Stats, Status, Store};
 use serde_json::{json, Value};
 
 use crate::util::{self, emit, emit_json, Create, NotFound, Output, StoreBusy};
@@ -166,15 +166,31 @@ pub(crate) struct JobsArgs {
     /// Only jobs of this queue.
     #[arg(long, value_name = "Q")]
     queue: Option<String>,
-    /// Only jobs with this status (queued, scheduled, started, finished,
-    /// failed, canceled).
+    /// Only jobs with this status: queued, scheduled, deferred, started,
+    /// finished, failed, stopped or canceled.
     #[arg(long, value_name = "S", value_parser = util::parse_status)]
     status: Option<Status>,
-    /// Show at most N jobs.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Show at most N jobs. N must be at least 1: `--limit 0` is a usage
+    /// error (exit code 2), not "no limit".
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_limit)]
     limit: usize,
     #[command(flatten)]
     out: Output,
+}
+
+fn parse_limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("N must be at least 1; pass a larger N to list more jobs".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}; expected a whole number of jobs, at least 1")),
+    }
+}
+
+/// Whether a job's `error` says why it is in its current state. A job that
+/// finished after a retry, or was requeued, keeps the error of an earlier
+/// attempt, which would read as the cause of its current status.
+fn error_is_current(status: Status) -> bool {
+    matches!(status, Status::Failed | Status::Stopped | Status::Canceled)
 }
 
 /// A job listed by `jobs`: its snapshot, or the error reading it gave.
@@ -281,6 +297,7 @@ pub(crate) fn jobs(path: Option<&Path>, args: &JobsArgs) -> anyhow::Result<ExitC
                 Cell::new(
                     info.error
                         .as_deref()
+                        .filter(|_| error_is_current(info.status))
                         .map_or("-".into(), |e| util::short(e, 40)),
                 ),
             ]),
@@ -341,6 +358,82 @@ pub(crate) struct ShowArgs {
     out: Output,
 }
 
+/// How many retries `show` works out the wait of. Interval lists, linear
+/// and exponential backoffs met in practice reach their last (or capped)
+/// wait well before this.
+const RETRY_WAITS_SHOWN: u32 = 100;
+
+/// A retry policy as `show` prints it: rq's terms, in seconds.
+struct RetryView {
+    max: u32,
+    /// The wait before each retry, as rq's interval list: a run of equal
+    /// waits at the end is one entry, the last interval serving every
+    /// retry after it.
+    intervals: Vec<Duration>,
+    /// The jitter fraction, if it could be read.
+    jitter: Option<f64>,
+}
+
+impl RetryView {
+    fn new(retry: &Retry) -> RetryView {
+        let max = retry.max_retries();
+        let mut intervals: Vec<Duration> = (1..=max.min(RETRY_WAITS_SHOWN))
+            .map(|k| retry.wait(k))
+            .collect();
+        while intervals.len() > 1
+            && intervals[intervals.len() - 1] == intervals[intervals.len() - 2]
+        {
+            intervals.pop();
+        }
+        // `Retry` has no getter for its jitter; its serde form names the
+        // field, while its backoff is an internal enum read here only
+        // through `wait`.
+        let jitter = serde_json::to_value(retry)
+            .ok()
+            .and_then(|v| v.get("jitter")?.as_f64());
+        RetryView {
+            max,
+            intervals,
+            jitter,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let intervals: Vec<Value> = self.intervals.iter().map(|&d| secs_json(d)).collect();
+        json!({"max": self.max, "intervals": intervals, "jitter": self.jitter})
+    }
+}
+
+impl std::fmt::Display for RetryView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "max {}", self.max)?;
+        if self.max == 0 {
+            return f.write_str(" (never retried)");
+        }
+        if self.intervals.iter().all(|d| d.is_zero()) {
+            f.write_str(", retried at once")?;
+        } else {
+            f.write_str(", intervals")?;
+            for &d in &self.intervals {
+                write!(f, " {}", humantime::format_duration(d))?;
+            }
+        }
+        match self.jitter {
+            Some(j) if j > 0.0 => write!(f, ", jitter ±{}%", (j * 100.0).round()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A duration as JSON seconds: a whole number when it is one.
+fn secs_json(d: Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        json!(d.as_secs())
+    } else {
+        json!(d.as_secs_f64())
+    }
+}
+
 pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let store = util::open(path, Create::Never)?;
     let Some(job) = store.job(&args.id)? else {
@@ -353,15 +446,23 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
     let quarantined = store.quarantined(&args.id)?.map(|raw| raw.len());
     drop((job, store));
     let args_value = json_value(&info.args_json);
+    let meta = json_value(&info.meta_json);
     let result = info.result_json.as_deref().map(json_value);
-    let retry = info.retry.as_ref().map(serde_json::to_value).transpose()?;
+    let retry = info.retry.as_ref().map(RetryView::new);
     if args.out.json {
         let mut value = summary_json(&info);
         let map = value.as_object_mut().expect("summary_json makes an object");
         map.insert("description".into(), json!(info.description));
         map.insert("args".into(), args_value);
+        map.insert("meta".into(), meta);
         map.insert("result".into(), json!(result));
-        map.insert("retry".into(), json!(retry));
+        map.insert("retry".into(), json!(retry.map(|r| r.to_json())));
+        map.insert("timeout".into(), json!(info.timeout.map(secs_json)));
+        map.insert("expires_at".into(), json!(info.expires_at.map(util::time)));
+        map.insert("waiting_on".into(), json!(info.waiting_on));
+        map.insert("dependents".into(), json!(info.dependents));
+        map.insert("repeats_done".into(), json!(info.repeats_done));
+        map.insert("stop_requested".into(), json!(info.stop_requested));
         map.insert("quarantined_bytes".into(), json!(quarantined));
         let history: Vec<Value> = info
             .attempts_log
@@ -371,7 +472,9 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
                     "number": a.number,
                     "started_at": util::time(a.started_at),
                     "ended_at": util::time(a.ended_at),
+                    "thread": a.thread,
                     "error": a.error,
+                    "result": a.result_json.as_deref().map(json_value),
                     "retry_at": a.retry_at.map(util::time),
                 })
             })
@@ -382,19 +485,51 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
     }
     let mut table = util::table(["field", "value"]);
     let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+    let ids = |ids: &[String]| {
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
     let rows: Vec<(&str, String)> = vec![
         ("id", info.id.clone()),
         ("queue", info.queue.clone()),
         ("status", info.status.to_string()),
         ("handler", info.handler.clone()),
         ("description", dash(info.description.clone())),
+        ("meta", meta.to_string()),
         ("attempts", info.attempts.to_string()),
         ("retry", dash(retry.map(|r| r.to_string()))),
+        (
+            "timeout",
+            info.timeout.map_or_else(
+                || "none".into(),
+                |t| humantime::format_duration(t).to_string(),
+            ),
+        ),
         ("enqueued", util::time(info.enqueued_at)),
         ("due", util::time_or_dash(info.due_at)),
+        ("expires", util::time_or_dash(info.expires_at)),
+        ("waiting on", ids(&info.waiting_on)),
+        ("dependents", ids(&info.dependents)),
         ("started", util::time_or_dash(info.started_at)),
         ("ended", util::time_or_dash(info.ended_at)),
-        ("error", dash(info.error.clone())),
+        ("repeats done", info.repeats_done.to_string()),
+        (
+            "stop requested",
+            if info.stop_requested { "yes" } else { "no" }.into(),
+        ),
+        (
+            // An earlier attempt's error stays after a retry succeeds or a
+            // requeue: say so rather than present it as the current cause.
+            if error_is_current(info.status) {
+                "error"
+            } else {
+                "last error"
+            },
+            dash(info.error.clone()),
+        ),
     ];
     for (field, value) in rows {
         table.add_row(vec![field.to_owned(), value]);
@@ -417,13 +552,21 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
     if info.attempts_log.is_empty() {
         text.push_str("attempts: none yet\n");
     } else {
-        let mut attempts = util::table(["attempt", "started", "ended", "outcome", "retry at"]);
+        let mut attempts = util::table([
+            "attempt", "started", "ended", "thread", "outcome", "retry at",
+        ]);
         for a in &info.attempts_log {
+            let outcome = match (&a.error, &a.result_json) {
+                (Some(error), _) => error.clone(),
+                (None, Some(value)) => format!("returned {}", util::short(value, 60)),
+                (None, None) => "ok".into(),
+            };
             attempts.add_row(vec![
                 a.number.to_string(),
                 util::time(a.started_at),
                 util::time(a.ended_at),
-                a.error.clone().unwrap_or_else(|| "ok".into()),
+                dash(a.thread.clone()),
+                outcome,
                 util::time_or_dash(a.retry_at),
             ]);
         }

@@ -24,7 +24,8 @@ use clap::{Parser, Subcommand};
     name = "dueq",
     version,
     propagate_version = true,
-    about = "Inspect and manage dueq job stores: an embedded, durable, rq-style job queue on sled.",
+    about = "Inspect and manage dueq job stores: an embedded, durable, rq-style job queue on sled.
+A store can be open in one process at a time: while your application holds it, commands fail at once (exit code 2).",
     long_about = "Inspect and manage dueq job stores: an embedded, durable, rq-style job queue on sled.
 
 sled lets one process open a store at a time. While your application has the \
@@ -55,17 +56,19 @@ enum Command {
     Info(inspect::InfoArgs),
     /// A table of jobs, filtered by queue and status.
     Jobs(inspect::JobsArgs),
-    /// One job in full: arguments, attempts, result, errors.
+    /// One job in full: arguments, meta, options, dependencies, result,
+    /// errors, attempts.
     Show(inspect::ShowArgs),
     /// Puts failed jobs back in their queue (only failed jobs, as in rq).
     Requeue(manage::RequeueArgs),
-    /// Cancels queued or scheduled jobs.
+    /// Cancels queued, scheduled or deferred jobs.
     Cancel(manage::IdsArgs),
     /// Deletes jobs, whatever their state.
     Delete(manage::IdsArgs),
     /// Deletes every queued job of a queue (scheduled jobs stay).
     Empty(manage::EmptyArgs),
-    /// Deletes every finished, failed or canceled job (of one queue or all).
+    /// Deletes every finished, failed, stopped or canceled job (of one queue
+    /// or all).
     Purge(manage::PurgeArgs),
     /// Enqueues a job for the application's workers to run (like `rq
     /// enqueue`). Creates the store if it does not exist.

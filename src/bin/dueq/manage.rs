@@ -174,7 +174,7 @@ pub(crate) fn empty(path: Option<&Path>, args: &EmptyArgs) -> anyhow::Result<Exi
 /// Options of `dueq purge`.
 #[derive(Debug, Args)]
 pub(crate) struct PurgeArgs {
-    /// Which jobs to delete: finished, failed or canceled.
+    /// Which jobs to delete: finished, failed, stopped or canceled.
     #[arg(long, value_name = "S", value_parser = parse_final_status)]
     status: Status,
     /// Only jobs of this queue.

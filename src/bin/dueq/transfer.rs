@@ -2,17 +2,21 @@
 //! bar when someone is watching.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, IsTerminal as _, Read, Write};
+use std::io::{BufRead as _, BufReader, BufWriter, IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::Args;
-use dueq::TransferReport;
+use dueq::{Store, TransferReport};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::util::{self, emit, emit_json, Create, Output};
+
+/// The `format` named by the header line of every export.
+const EXPORT_FORMAT: &str = "dueq-export";
 
 /// Options of `dueq export`.
 #[derive(Debug, Args)]
@@ -150,10 +154,77 @@ pub(crate) fn export(path: Option<&Path>, args: &ExportArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Checks that `file` starts like a dueq export (a header line naming the
+/// format), before a store is opened or created for it: importing a file
+/// that is not an export must not leave an empty store behind. The library
+/// checks the header in full (its version, too) when it reads the file.
+fn check_header(file: &Path) -> anyhow::Result<()> {
+    /// A header is well under this; a file without line breaks is not read
+    /// whole.
+    const MAX_HEADER: u64 = 64 * 1024;
+    let opened = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut line = Vec::new();
+    BufReader::new(opened.take(MAX_HEADER))
+        .read_until(b'\n', &mut line)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let header: Option<Value> = serde_json::from_slice(&line).ok();
+    let format = header
+        .as_ref()
+        .and_then(|h| h.get("format"))
+        .and_then(Value::as_str);
+    if format != Some(EXPORT_FORMAT) {
+        bail!(
+            "{} is not a dueq export: its first line is not a header like \
+             {{\"format\":\"{EXPORT_FORMAT}\",...}} (write one with `dueq export FILE`)",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The directory that creating a store at `path` would create: the
+/// outermost of `path` and its ancestors that does not exist yet. `None` if
+/// `path` exists.
+fn would_create(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// After a failed import into a store this command created: removes the
+/// store if the import left it empty, so that a failed import leaves no
+/// trace. A store holding anything (chunks imported before the failure)
+/// stays, for the user to look at.
+fn remove_if_empty(store: Store, created: &Path) {
+    let empty = store
+        .stats()
+        .is_ok_and(|s| s.total() == 0 && s.schedules.is_empty());
+    drop(store);
+    if !empty {
+        return;
+    }
+    // sled closes its files from a background thread after the store is
+    // dropped (sled#1289): a file may still be written for a moment.
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(created) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    eprintln!(
+        "dueq: could not remove the empty store {} this import created",
+        created.display()
+    );
+}
+
 pub(crate) fn import(path: Option<&Path>, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    check_header(&args.file)?;
     let file =
         File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let len = file.metadata()?.len();
+    let created = path.and_then(would_create);
     let store = util::open(path, Create::IfMissing)?;
     let bar = progress(len, "bytes");
     let reader = BufReader::new(CountBytes {
@@ -162,7 +233,14 @@ pub(crate) fn import(path: Option<&Path>, args: &ImportArgs) -> anyhow::Result<E
     });
     let report = store.import(reader);
     bar.finish_and_clear();
-    let report = report?;
+    let report = match (report, created) {
+        (Ok(report), _) => report,
+        (Err(e), Some(created)) => {
+            remove_if_empty(store, &created);
+            return Err(e.into());
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     if args.out.json {
         emit_json(&json!({"jobs": report.jobs}))?;
     } else {
