@@ -82,6 +82,76 @@
 //! thread, and the run's `should_stop` turns true. See the README's rq table
 //! for every option.
 //!
+//! # Workers: queue order and statistics
+//!
+//! A worker takes jobs from its queues in priority order (the first queue
+//! with a due job wins, rq's default) or one from each in turn with
+//! [`DequeueStrategy::RoundRobin`]. [`Worker::stats`], and the figures
+//! [`WorkerBuilder::burst`] and [`Worker::shutdown`] return, count its runs
+//! and its busy time ([`WorkerStats`]); [`Store::stats`] sums them over the
+//! store's workers in this process.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use dueq::{DequeueStrategy, Handlers, JobError, Store, Worker};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("jobs.dueq"))?;
+//! for i in 0..2 {
+//!     store.queue("high").enqueue("note", &format!("high-{i}"))?;
+//!     store.queue("low").enqueue("note", &format!("low-{i}"))?;
+//! }
+//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let s = seen.clone();
+//! let mut handlers = Handlers::new();
+//! handlers.register("note", move |tag: String| -> Result<(), JobError> {
+//!     s.lock().unwrap().push(tag);
+//!     Ok(())
+//! });
+//! let stats = Worker::builder(&store, handlers)
+//!     .queues(["high", "low"])
+//!     .threads(1)
+//!     .dequeue_strategy(DequeueStrategy::RoundRobin)
+//!     .burst()?;
+//! assert_eq!(*seen.lock().unwrap(), ["high-0", "low-0", "high-1", "low-1"]);
+//! assert_eq!((stats.succeeded, stats.failed, stats.running), (4, 0, 0));
+//! # Ok::<(), dueq::Error>(())
+//! ```
+//!
+//! While a worker runs, its statistics list the jobs running and when they
+//! started:
+//!
+//! ```
+//! use std::sync::Mutex;
+//! use std::time::Duration;
+//! use dueq::{Handlers, JobError, Store, Worker};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("jobs.dueq"))?;
+//! let (started_tx, started) = std::sync::mpsc::channel();
+//! let (release_tx, release) = std::sync::mpsc::channel::<()>();
+//! let release = Mutex::new(release);
+//! let mut handlers = Handlers::new();
+//! handlers.register("slow", move |_: ()| -> Result<(), JobError> {
+//!     started_tx.send(()).unwrap();
+//!     release.lock().unwrap().recv().unwrap();
+//!     Ok(())
+//! });
+//! let worker = Worker::builder(&store, handlers).threads(1).start()?;
+//! let job = store.queue("default").enqueue("slow", &())?;
+//! started.recv_timeout(Duration::from_secs(10)).unwrap();
+//!
+//! let now = worker.stats();
+//! assert_eq!(now.running, 1);
+//! assert_eq!(now.running_jobs[0].0, job.id()); // (job id, started at)
+//! assert_eq!(store.stats()?.workers.running, 1);
+//!
+//! release_tx.send(()).unwrap();
+//! job.wait(Duration::from_secs(10))?;
+//! let done = worker.shutdown(Duration::from_secs(10))?;
+//! assert_eq!((done.succeeded, done.running), (1, 0));
+//! assert!(done.busy > Duration::ZERO);
+//! # Ok::<(), dueq::Error>(())
+//! ```
+//!
 //! # Shutdown
 //!
 //! [`Worker::shutdown`] stops taking jobs and waits for running ones;

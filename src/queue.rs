@@ -308,8 +308,24 @@ impl Queue {
         self.registry(RegistryKind::Failed)
     }
 
-    /// Canceled jobs: canceled by a caller, because a job they depend on
-    /// did not finish, or because their `ttl` ran out.
+    /// Canceled jobs: canceled by a caller ([`Job::cancel`]), because a job
+    /// they depend on did not finish, or because their `ttl` ran out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Error, Status};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let q = store.queue("default");
+    /// let job = q.enqueue_in(Duration::from_secs(3600), "report", &())?;
+    /// job.cancel()?; // queued, scheduled or deferred jobs only
+    /// assert_eq!(job.status()?, Status::Canceled);
+    /// assert_eq!(q.canceled().job_ids()?, [job.id()]);
+    /// assert!(matches!(job.cancel(), Err(Error::InvalidState { .. })));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn canceled(&self) -> Registry {
         self.registry(RegistryKind::Canceled)
     }
@@ -321,6 +337,44 @@ impl Queue {
 
     /// Jobs stopped while running ([`Job::stop`]), kept for their
     /// `failure_ttl`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Handlers, JobError, Retry, Status, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let mut handlers = Handlers::new();
+    /// handlers.register_with_context("crawl", move |ctx, _: ()| -> Result<(), JobError> {
+    ///     started_tx.send(()).unwrap();
+    ///     loop {
+    ///         ctx.check()?; // an error once job.stop() is called
+    ///         std::thread::sleep(Duration::from_millis(1)); // a page of work
+    ///     }
+    /// });
+    /// handlers.callback("stopped", |cb: &dueq::Callback| -> Result<(), JobError> {
+    ///     cb.context().set_meta("stopped_in_attempt", &cb.attempt())?;
+    ///     Ok(())
+    /// });
+    /// let worker = Worker::builder(&store, handlers).threads(1).start()?;
+    /// let q = store.queue("default");
+    /// let job = q
+    ///     .job("crawl", &())
+    ///     .retry(Retry::max(3))
+    ///     .on_stopped("stopped")
+    ///     .enqueue()?;
+    /// started.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// job.stop()?; // rq's send_stop_job_command
+    /// assert_eq!(job.wait(Duration::from_secs(10))?, Status::Stopped);
+    /// assert_eq!(job.info()?.attempts, 1, "a stopped job is never retried");
+    /// assert_eq!(q.stopped().job_ids()?, [job.id()]);
+    /// let meta: serde_json::Value = job.meta()?;
+    /// assert_eq!(meta["stopped_in_attempt"], 1);
+    /// worker.shutdown(Duration::from_secs(10))?;
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn stopped(&self) -> Registry {
         self.registry(RegistryKind::Stopped)
     }
@@ -371,6 +425,35 @@ pub struct JobBuilder {
 /// fails for good, is stopped, canceled or deleted, the dependent is
 /// canceled with a reason naming the parent (rq leaves it deferred
 /// forever). [`Dependency::allow_failure`] runs it either way.
+///
+/// # Examples
+///
+/// ```
+/// use dueq::{Dependency, Handlers, JobError, Status, Worker};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+/// let q = store.queue("default");
+/// let fetch = q.enqueue("fetch", &"https://example.com")?;
+/// let parse = q.job("parse", &()).depends_on(&fetch).enqueue()?;
+/// let cleanup = q
+///     .job("cleanup", &())
+///     .depends_on(Dependency::on(fetch.id()).allow_failure())
+///     .enqueue()?;
+/// assert_eq!(cleanup.status()?, Status::Deferred);
+///
+/// let mut handlers = Handlers::new();
+/// handlers.register("fetch", |_: String| -> Result<(), JobError> {
+///     Err(JobError::new("offline"))
+/// });
+/// handlers.register("parse", |_: ()| -> Result<(), JobError> { Ok(()) });
+/// handlers.register("cleanup", |_: ()| -> Result<(), JobError> { Ok(()) });
+/// Worker::builder(&store, handlers).threads(1).burst()?;
+/// assert_eq!(fetch.status()?, Status::Failed);
+/// assert_eq!(parse.status()?, Status::Canceled);
+/// assert!(parse.error()?.unwrap().contains(fetch.id()), "the reason names the parent");
+/// assert_eq!(cleanup.status()?, Status::Finished);
+/// # Ok::<(), dueq::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {
     id: String,
@@ -438,6 +521,20 @@ impl JobBuilder {
     }
 
     /// A description, for people. By default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let job = store
+    ///     .queue("default")
+    ///     .job("report", &2026)
+    ///     .description("the 2026 sales report")
+    ///     .enqueue()?;
+    /// assert_eq!(job.info()?.description.as_deref(), Some("the 2026 sales report"));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn description(mut self, description: impl Into<String>) -> JobBuilder {
         self.description = Some(description.into());
         self
@@ -450,8 +547,27 @@ impl JobBuilder {
     }
 
     /// How long a finished job and its result are kept. By default 500 s
-    /// (rq's). `Duration::ZERO` deletes the job as soon as it finishes;
-    /// `Duration::MAX` keeps it forever.
+    /// (rq's). `Duration::ZERO` deletes the job as soon as it finishes
+    /// (rq's `result_ttl=0`); `Duration::MAX` keeps it forever (rq's
+    /// `result_ttl=-1`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Handlers, JobError, Status};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("add", |(a, b): (i32, i32)| -> Result<i32, JobError> { Ok(a + b) });
+    /// let q = store.queue("default").sync(handlers); // runs each job at enqueue
+    /// let kept = q.job("add", &(1, 2)).result_ttl(Duration::MAX).enqueue()?;
+    /// let gone = q.job("add", &(3, 4)).result_ttl(Duration::ZERO).enqueue()?;
+    /// assert_eq!(kept.status()?, Status::Finished);
+    /// assert_eq!(kept.result::<i32>()?, Some(3));
+    /// assert!(store.job(gone.id())?.is_none(), "deleted as it finished");
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn result_ttl(mut self, ttl: Duration) -> JobBuilder {
         self.result_ttl = ttl;
         self
@@ -459,6 +575,26 @@ impl JobBuilder {
 
     /// How long a failed job and its error are kept. By default a year
     /// (rq's). `Duration::MAX` keeps it forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Handlers, JobError, ManualClock, Status, Store, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    /// let store = Store::builder(dir.path().join("jobs.dueq")).clock(clock.clone()).open()?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("sync_crm", |_: ()| -> Result<(), JobError> { Err(JobError::new("503")) });
+    /// let q = store.queue("default").sync(handlers); // runs (and fails) the job at enqueue
+    /// let job = q.job("sync_crm", &()).failure_ttl(Duration::from_secs(3600)).enqueue()?;
+    /// assert_eq!(job.status()?, Status::Failed);
+    ///
+    /// clock.advance(Duration::from_secs(3601));
+    /// Worker::builder(&store, Handlers::new()).threads(1).burst()?; // cleans expired jobs
+    /// assert!(store.job(job.id())?.is_none());
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn failure_ttl(mut self, ttl: Duration) -> JobBuilder {
         self.failure_ttl = ttl;
         self
@@ -483,6 +619,26 @@ impl JobBuilder {
     /// is discarded (rq's `ttl`): a job still waiting when its ttl runs out
     /// is moved to the canceled registry with an "expired" error, instead of
     /// vanishing as in rq. By default no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Handlers, ManualClock, Status, Store, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    /// let store = Store::builder(dir.path().join("jobs.dueq")).clock(clock.clone()).open()?;
+    /// let q = store.queue("default");
+    /// let job = q.job("send_digest", &()).ttl(Duration::from_secs(600)).enqueue()?;
+    ///
+    /// clock.advance(Duration::from_secs(601)); // no worker ran for ten minutes
+    /// let stats = Worker::builder(&store, Handlers::new()).threads(1).burst()?;
+    /// assert_eq!(stats.expired, 1);
+    /// assert_eq!(job.status()?, Status::Canceled);
+    /// assert!(job.error()?.unwrap().starts_with("expired"));
+    /// assert_eq!(q.canceled().job_ids()?, [job.id()]);
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> JobBuilder {
         self.ttl = Some(ttl);
         self
@@ -491,6 +647,19 @@ impl JobBuilder {
     /// Queues the job at the head of its queue, before every job already
     /// queued (rq's `at_front`); the latest `at_front` job runs first.
     /// Ignored for a job scheduled for later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let q = store.queue("default");
+    /// q.job("work", &1).id("a").enqueue()?;
+    /// q.job("work", &2).id("b").enqueue()?;
+    /// q.job("work", &3).id("urgent").at_front().enqueue()?;
+    /// assert_eq!(q.job_ids()?, ["urgent", "a", "b"]);
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn at_front(mut self) -> JobBuilder {
         self.at_front = true;
         self
@@ -500,6 +669,26 @@ impl JobBuilder {
     /// object). A running job updates it with
     /// [`Context::set_meta`](crate::Context::set_meta); read it with
     /// [`Job::meta`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::{Handlers, JobError};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register_with_context("import", |ctx, rows: u32| -> Result<(), JobError> {
+    ///     for done in [rows / 2, rows] {
+    ///         ctx.set_meta("progress", &done)?; // durable; "owner" is left as it is
+    ///     }
+    ///     Ok(())
+    /// });
+    /// let q = store.queue("default").sync(handlers); // runs the job at enqueue
+    /// let job = q.job("import", &10).meta("owner", &"ana").enqueue()?;
+    /// let meta: serde_json::Value = job.meta()?;
+    /// assert_eq!(meta, serde_json::json!({"owner": "ana", "progress": 10}));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn meta<V: Serialize + ?Sized>(mut self, key: &str, value: &V) -> JobBuilder {
         if let Ok(meta) = &mut self.meta {
             match serde_json::to_value(value) {
@@ -522,6 +711,27 @@ impl JobBuilder {
     /// [`Queue::enqueue_many`]) with an id that exists always fails with
     /// [`Error::DuplicateJobId`], atomically; `unique` adds the check that
     /// an id was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::Error;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let q = store.queue("default");
+    /// q.job("report", &2026).id("report-2026").unique().enqueue()?;
+    /// let again = q
+    ///     .job("report", &2026)
+    ///     .id("report-2026")
+    ///     .unique()
+    ///     .enqueue_in(Duration::from_secs(60));
+    /// assert!(matches!(again, Err(Error::DuplicateJobId { .. })));
+    /// let no_id = q.job("report", &2026).unique().enqueue();
+    /// assert!(matches!(no_id, Err(Error::InvalidArgument { what: "unique", .. })));
+    /// assert_eq!((q.count()?, q.scheduled().count()?), (1, 0));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn unique(mut self) -> JobBuilder {
         self.unique = true;
         self
@@ -538,7 +748,28 @@ impl JobBuilder {
 
     /// The callback (registered with
     /// [`Handlers::callback`](crate::Handlers::callback)) to run after a
-    /// successful run (rq's `on_success`).
+    /// successful run (rq's `on_success`). As in rq, a success callback
+    /// that fails fails the attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::{Callback, Handlers, JobError};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("add", |(a, b): (i32, i32)| -> Result<i32, JobError> { Ok(a + b) });
+    /// handlers.callback("notify", |cb: &Callback| -> Result<(), JobError> {
+    ///     let sum: Option<i32> = cb.result()?;
+    ///     cb.context().set_meta("notified_sum", &sum)?;
+    ///     Ok(())
+    /// });
+    /// let q = store.queue("default").sync(handlers); // runs the job at enqueue
+    /// let job = q.job("add", &(2, 3)).on_success("notify").enqueue()?;
+    /// let meta: serde_json::Value = job.meta()?;
+    /// assert_eq!(meta["notified_sum"], 5);
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn on_success(mut self, callback: &str) -> JobBuilder {
         self.callbacks.on_success = Some(callback.to_owned());
         self
@@ -556,7 +787,31 @@ impl JobBuilder {
         self
     }
 
-    /// Runs the job again after each success (rq's `repeat`).
+    /// Runs the job again after each success (rq's `repeat`), under the
+    /// same id; see [`Repeat`] for the waits between runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::{Handlers, JobError, Repeat, Status, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register_with_context("poll", |ctx, _: ()| -> Result<u32, JobError> {
+    ///     Ok(ctx.attempt())
+    /// });
+    /// let job = store
+    ///     .queue("default")
+    ///     .job("poll", &())
+    ///     .repeat(Repeat::times(2)) // no interval: queued again at once
+    ///     .enqueue()?;
+    /// let stats = Worker::builder(&store, handlers).threads(1).burst()?;
+    /// assert_eq!(stats.succeeded, 3, "the first run and two repeats");
+    /// let info = job.info()?;
+    /// assert_eq!((info.status, info.repeats_done), (Status::Finished, 2));
+    /// assert_eq!(job.result::<u32>()?, Some(3));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn repeat(mut self, repeat: Repeat) -> JobBuilder {
         self.repeat = Some(repeat);
         self
@@ -564,6 +819,32 @@ impl JobBuilder {
 
     /// At most `max` runs of jobs with this `key` at once in a worker pool;
     /// the others wait in their order. A job's own `max` applies to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use dueq::{Handlers, JobError, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+    /// let (running, peak) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    /// let (r, p) = (running.clone(), peak.clone());
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("call_api", move |_: u32| -> Result<(), JobError> {
+    ///     p.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+    ///     r.fetch_sub(1, Ordering::SeqCst);
+    ///     Ok(())
+    /// });
+    /// let q = store.queue("default");
+    /// for n in 0..6 {
+    ///     q.job("call_api", &n).limit_key("api", 2).enqueue()?;
+    /// }
+    /// let stats = Worker::builder(&store, handlers).threads(4).burst()?;
+    /// assert_eq!(stats.succeeded, 6);
+    /// assert!(peak.load(Ordering::SeqCst) <= 2, "never more than 2 at once");
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn limit_key(mut self, key: &str, max: u32) -> JobBuilder {
         self.limit = Some((key.to_owned(), max));
         self
@@ -572,6 +853,36 @@ impl JobBuilder {
     /// Puts the job in limit group `key` without a limit of its own: the
     /// worker's [`concurrency_limit`](crate::WorkerBuilder::concurrency_limit)
     /// and [`rate_limit`](crate::WorkerBuilder::rate_limit) for `key` apply.
+    ///
+    /// # Examples
+    ///
+    /// A job over the rate is not failed: it is scheduled for the next free
+    /// slot.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Handlers, JobError, ManualClock, Status, Store, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    /// let store = Store::builder(dir.path().join("jobs.dueq")).clock(clock.clone()).open()?;
+    /// let q = store.queue("default");
+    /// let mails = (0..3)
+    ///     .map(|n| q.job("send", &n).limit_group("smtp").enqueue())
+    ///     .collect::<dueq::Result<Vec<_>>>()?;
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("send", |_: u32| -> Result<(), JobError> { Ok(()) });
+    /// let worker = || {
+    ///     Worker::builder(&store, handlers.clone())
+    ///         .concurrency_limit("smtp", 1) // one at a time
+    ///         .rate_limit("smtp", 2, Duration::from_secs(60)) // two starts a minute
+    /// };
+    /// assert_eq!(worker().burst()?.succeeded, 2);
+    /// assert_eq!(mails[2].status()?, Status::Scheduled);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(worker().burst()?.succeeded, 1);
+    /// assert_eq!(mails[2].status()?, Status::Finished);
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn limit_group(mut self, key: &str) -> JobBuilder {
         self.limit = Some((key.to_owned(), u32::MAX));
         self
@@ -766,6 +1077,35 @@ enum RegistryKind {
 /// One of a queue's job registries (rq's `ScheduledJobRegistry`,
 /// `StartedJobRegistry`, `FinishedJobRegistry`, `FailedJobRegistry`,
 /// `CanceledJobRegistry`, `DeferredJobRegistry`), plus stopped jobs.
+///
+/// # Examples
+///
+/// ```
+/// use dueq::{Handlers, JobError, Status};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = dueq::Store::open(dir.path().join("jobs.dueq"))?;
+/// let mut handlers = Handlers::new();
+/// handlers.register("charge", |_: u32| -> Result<(), JobError> {
+///     Err(JobError::new("card declined"))
+/// });
+/// let q = store.queue("billing").sync(handlers); // each job fails at enqueue
+/// let jobs = (0..5)
+///     .map(|n| q.enqueue("charge", &n))
+///     .collect::<dueq::Result<Vec<_>>>()?;
+///
+/// let failed = q.failed();
+/// assert_eq!(failed.count()?, 5);
+/// assert_eq!(failed.job_ids_page(0, 2)?.len(), 2); // rq's get_job_ids(0, 1)
+/// assert_eq!(failed.job_ids_page(4, 2)?.len(), 1);
+/// failed.remove(jobs[0].id())?; // deletes the job
+/// assert!(store.job(jobs[0].id())?.is_none());
+/// failed.requeue(jobs[1].id())?; // back to its queue, due now
+/// assert_eq!(jobs[1].status()?, Status::Queued);
+/// assert_eq!(failed.requeue_all()?, 3);
+/// assert_eq!((failed.count()?, q.count()?), (0, 4));
+/// assert!(q.scheduled().requeue(jobs[1].id()).is_err(), "only the failed registry requeues");
+/// # Ok::<(), dueq::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Registry {
     queue: Queue,

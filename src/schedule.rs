@@ -304,11 +304,39 @@ impl Store {
     }
 
     /// Creates (or replaces) a schedule firing every `interval` on the
-    /// `"default"` queue.
+    /// `"default"` queue: see [`ScheduleBuilder::every`] and
+    /// [`ScheduleBuilder::create`].
     ///
     /// # Errors
     ///
     /// As [`ScheduleBuilder::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dueq::{Handlers, JobError, ManualClock, Store, Worker};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    /// let store = Store::builder(dir.path().join("jobs.dueq")).clock(clock.clone()).open()?;
+    /// let info = store.every("ping-db", Duration::from_secs(60), "ping", &"db")?;
+    /// assert_eq!(info.spec, "every 60s");
+    /// assert_eq!(info.next_fire, Some("2026-01-01T00:01:00Z".parse().unwrap()));
+    ///
+    /// let mut handlers = Handlers::new();
+    /// handlers.register("ping", |target: String| -> Result<String, JobError> {
+    ///     Ok(format!("{target} ok"))
+    /// });
+    /// clock.advance(Duration::from_secs(60));
+    /// // Any worker of the store fires the due schedule, then runs its job.
+    /// let stats = Worker::builder(&store, handlers).threads(1).burst()?;
+    /// assert_eq!(stats.succeeded, 1);
+    /// let schedule = &store.schedules()?[0];
+    /// assert_eq!(schedule.fired, 1);
+    /// let job = store.job(schedule.last_job.as_deref().unwrap())?.unwrap();
+    /// assert_eq!(job.result::<String>()?.as_deref(), Some("db ok"));
+    /// # Ok::<(), dueq::Error>(())
+    /// ```
     pub fn every<A: Serialize + ?Sized>(
         &self,
         name: &str,
