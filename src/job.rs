@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::clock::from_ms;
 use crate::engine::{decode_json, AttemptLog, JobRecord};
 use crate::error::{Error, Result};
-use crate::{Retry, Store};
+use crate::{Repeat, Retry, Store};
 
 /// Where a job is in its life, with python-rq's names and meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -288,12 +288,47 @@ pub struct JobInfo {
     pub expires_at: Option<DateTime<Utc>>,
     /// The parents it still waits for, if it is deferred.
     pub waiting_on: Vec<String>,
+    /// The parents in `waiting_on` named with
+    /// [`Dependency::allow_failure`](crate::Dependency::allow_failure): the
+    /// job runs after them even if they fail, are stopped, canceled or
+    /// deleted. The others cancel it if they do.
+    pub waiting_on_allow_failure: Vec<String>,
     /// The jobs that depend on it.
     pub dependents: Vec<String>,
+    /// Its repeat policy ([`JobBuilder::repeat`](crate::JobBuilder::repeat)):
+    /// [`Repeat::count`] repeats, [`Repeat::wait`] before each.
+    pub repeat: Option<Repeat>,
     /// Repeats done so far, if it repeats.
     pub repeats_done: u32,
     /// Whether `stop` was called on its current run.
     pub stop_requested: bool,
+    /// The callback run after a successful run
+    /// ([`JobBuilder::on_success`](crate::JobBuilder::on_success)).
+    pub on_success: Option<String>,
+    /// The callback run after each failed attempt
+    /// ([`JobBuilder::on_failure`](crate::JobBuilder::on_failure)).
+    pub on_failure: Option<String>,
+    /// The callback run when it is stopped
+    /// ([`JobBuilder::on_stopped`](crate::JobBuilder::on_stopped)).
+    pub on_stopped: Option<String>,
+    /// Its concurrency limit key, set by
+    /// [`JobBuilder::limit_key`](crate::JobBuilder::limit_key) or
+    /// [`JobBuilder::limit_group`](crate::JobBuilder::limit_group).
+    pub limit_key: Option<String>,
+    /// The job's own limit: at most this many runs with `limit_key` at once
+    /// (a worker's lower `concurrency_limit` for the key wins). `None`
+    /// without a key, or for a job in a limit group without a limit of its
+    /// own: the worker's limits for the key apply.
+    pub limit_max: Option<u32>,
+    /// How long it is kept once finished (its `result_ttl`); zero: deleted
+    /// as it finishes; `None`: kept forever.
+    pub result_ttl: Option<Duration>,
+    /// How long it is kept once failed or stopped (its `failure_ttl`);
+    /// `None`: kept forever.
+    pub failure_ttl: Option<Duration>,
+    /// Whether it was enqueued at the head of its queue
+    /// ([`JobBuilder::at_front`](crate::JobBuilder::at_front)).
+    pub at_front: bool,
 }
 
 /// One finished attempt of a job.
@@ -351,9 +386,28 @@ impl JobInfo {
             timeout: record.timeout_ms.map(Duration::from_millis),
             expires_at: record.expires_at.map(from_ms),
             waiting_on: record.waiting_on.iter().map(|d| d.id.clone()).collect(),
+            waiting_on_allow_failure: record
+                .waiting_on
+                .iter()
+                .filter(|d| d.allow_failure)
+                .map(|d| d.id.clone())
+                .collect(),
             dependents: record.dependents.clone(),
+            repeat: record.repeat,
             repeats_done: record.repeats_done,
             stop_requested: record.stop_requested,
+            on_success: record.callbacks.on_success,
+            on_failure: record.callbacks.on_failure,
+            on_stopped: record.callbacks.on_stopped,
+            limit_max: record
+                .limit
+                .as_ref()
+                .map(|l| l.max)
+                .filter(|&max| max != u32::MAX),
+            limit_key: record.limit.map(|l| l.key),
+            result_ttl: kept_for(record.result_ttl_ms),
+            failure_ttl: kept_for(record.failure_ttl_ms),
+            at_front: record.at_front,
             enqueued_at: from_ms(record.enqueued_at),
             started_at: record.started_at.map(from_ms),
             ended_at: record.ended_at.map(from_ms),
@@ -366,4 +420,9 @@ impl JobInfo {
             error: record.error,
         }
     }
+}
+
+/// A stored `result_ttl`/`failure_ttl`, where `u64::MAX` means forever.
+fn kept_for(ttl_ms: u64) -> Option<Duration> {
+    (ttl_ms != u64::MAX).then(|| Duration::from_millis(ttl_ms))
 }

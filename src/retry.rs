@@ -30,7 +30,10 @@ use serde::{Deserialize, Serialize};
 ///
 /// [`jitter`](Retry::jitter) then spreads each wait by a deterministic factor.
 /// The order of the builder calls does not matter except between the three
-/// strategies, where the last one wins.
+/// strategies, where the last one wins. A policy reads back through
+/// [`max_retries`](Retry::max_retries), [`backoff_kind`](Retry::backoff_kind)
+/// with the getter of its strategy, and
+/// [`jitter_fraction`](Retry::jitter_fraction).
 ///
 /// Waits are kept as whole milliseconds, and all arithmetic saturates: no
 /// count, duration or factor makes a wait overflow or panic; the longest wait
@@ -279,6 +282,129 @@ impl Retry {
     #[must_use]
     pub fn max_retries(&self) -> u32 {
         self.max
+    }
+
+    /// The backoff strategy's name: `"intervals"` (rq's list, and the
+    /// default, an empty list that retries at once), `"linear"` or
+    /// `"exponential"`. The matching getter gives its parameters:
+    /// [`interval_list`](Retry::interval_list),
+    /// [`linear_backoff`](Retry::linear_backoff) or
+    /// [`exponential_backoff`](Retry::exponential_backoff).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::Retry;
+    ///
+    /// assert_eq!(Retry::max(3).backoff_kind(), "intervals");
+    /// assert_eq!(Retry::max(3).linear(1, 1, 10).backoff_kind(), "linear");
+    /// assert_eq!(Retry::max(3).exponential(1, 2.0, 10).backoff_kind(), "exponential");
+    /// ```
+    #[must_use]
+    pub fn backoff_kind(&self) -> &'static str {
+        match self.backoff {
+            Backoff::Intervals(_) => "intervals",
+            Backoff::Linear { .. } => "linear",
+            Backoff::Exponential { .. } => "exponential",
+        }
+    }
+
+    /// The list given to [`intervals`](Retry::intervals), in whole
+    /// milliseconds; empty for a policy that retries at once (the default),
+    /// and `None` for a linear or exponential backoff.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let retry = Retry::max(5).intervals([10, 30]);
+    /// assert_eq!(retry.interval_list(), Some(vec![Duration::from_secs(10), Duration::from_secs(30)]));
+    /// assert_eq!(Retry::max(5).interval_list(), Some(vec![]));
+    /// assert_eq!(Retry::max(5).linear(1, 1, 10).interval_list(), None);
+    /// ```
+    #[must_use]
+    pub fn interval_list(&self) -> Option<Vec<Duration>> {
+        match &self.backoff {
+            Backoff::Intervals(list) => {
+                Some(list.iter().map(|&ms| Duration::from_millis(ms)).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// The `(start, step, max)` given to [`linear`](Retry::linear), in whole
+    /// milliseconds; `None` unless the backoff is linear.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let s = Duration::from_secs;
+    /// assert_eq!(Retry::max(5).linear(60, 30, 180).linear_backoff(), Some((s(60), s(30), s(180))));
+    /// assert_eq!(Retry::max(5).intervals([60]).linear_backoff(), None);
+    /// ```
+    #[must_use]
+    pub fn linear_backoff(&self) -> Option<(Duration, Duration, Duration)> {
+        match self.backoff {
+            Backoff::Linear { start, step, max } => Some((
+                Duration::from_millis(start),
+                Duration::from_millis(step),
+                Duration::from_millis(max),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The `(first, factor, cap)` given to
+    /// [`exponential`](Retry::exponential), in whole milliseconds and with
+    /// the factor as used (a factor below `1.0` or NaN reads `1.0`); `None`
+    /// unless the backoff is exponential.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let s = Duration::from_secs;
+    /// let retry = Retry::max(6).exponential(1, 2.0, 10);
+    /// assert_eq!(retry.exponential_backoff(), Some((s(1), 2.0, s(10))));
+    /// assert_eq!(Retry::max(6).exponential(1, 0.5, 10).exponential_backoff(), Some((s(1), 1.0, s(10))));
+    /// assert_eq!(Retry::max(6).exponential_backoff(), None);
+    /// ```
+    #[must_use]
+    pub fn exponential_backoff(&self) -> Option<(Duration, f64, Duration)> {
+        match self.backoff {
+            Backoff::Exponential { first, factor, cap } => Some((
+                Duration::from_millis(first),
+                normalize_factor(factor),
+                Duration::from_millis(cap),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The jitter fraction set by [`jitter`](Retry::jitter), within
+    /// `[0, 1]`; `0.0` without jitter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dueq::Retry;
+    ///
+    /// assert_eq!(Retry::max(3).jitter(0.1).jitter_fraction(), 0.1);
+    /// assert_eq!(Retry::max(3).jitter(7.0).jitter_fraction(), 1.0);
+    /// assert_eq!(Retry::max(3).jitter_fraction(), 0.0);
+    /// ```
+    #[must_use]
+    pub fn jitter_fraction(&self) -> f64 {
+        // A decoded record may hold anything: read it as `wait_with_seed`
+        // uses it.
+        normalize_fraction(self.jitter)
     }
 
     /// The wait before retry number `retry`, without jitter.

@@ -725,13 +725,23 @@ fn show_json_has_meta_history_threads_values_and_a_readable_retry() {
     }
     assert_eq!(
         flaky["retry"],
-        serde_json::json!({"max": 2, "intervals": [0], "jitter": 0.0})
+        serde_json::json!({
+            "max": 2,
+            "intervals": [0],
+            "backoff": {"kind": "intervals", "intervals": []},
+            "jitter": 0.0,
+        })
     );
 
     let policy = json(&ok(&path, &["show", "policy", "--json"]));
     assert_eq!(
         policy["retry"],
-        serde_json::json!({"max": 3, "intervals": [10, 30, 60], "jitter": 0.1})
+        serde_json::json!({
+            "max": 3,
+            "intervals": [10, 30, 60],
+            "backoff": {"kind": "intervals", "intervals": [10, 30, 60]},
+            "jitter": 0.1,
+        })
     );
     let table = ok(&path, &["show", "policy"]);
     assert!(
@@ -745,6 +755,120 @@ fn show_json_has_meta_history_threads_values_and_a_readable_retry() {
         "returned 42",
         "dueq-worker",
         "last error",
+    ] {
+        assert!(table.contains(part), "{part:?} missing from:\n{table}");
+    }
+}
+
+#[test]
+fn show_has_callbacks_repeat_limit_ttls_at_front_allow_failure_and_backoff() {
+    use dueq::{Dependency, Repeat, Retry};
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let q = store.queue("default");
+    let later = Duration::from_secs(600);
+    q.job("add", &(1, 2))
+        .id("strict")
+        .enqueue_in(later)
+        .unwrap();
+    q.job("add", &(1, 2))
+        .id("lenient")
+        .enqueue_in(later)
+        .unwrap();
+    q.job("add", &(3, 4))
+        .id("full")
+        .depends_on("strict")
+        .depends_on(Dependency::on("lenient").allow_failure())
+        .on_success("notify")
+        .on_failure("alert")
+        .on_stopped("cleanup")
+        .repeat(Repeat::times(3).intervals([Duration::from_secs(10), Duration::from_secs(90)]))
+        .limit_key("api", 2)
+        .result_ttl(Duration::from_secs(30))
+        .failure_ttl(Duration::from_millis(1500))
+        .at_front()
+        .retry(
+            Retry::max(5)
+                .exponential(Duration::from_secs(1), 2.0, Duration::from_secs(10))
+                .jitter(0.25),
+        )
+        .enqueue()
+        .unwrap();
+    q.job("add", &(5, 6))
+        .id("grouped")
+        .limit_group("smtp")
+        .result_ttl(Duration::MAX)
+        .retry(Retry::max(3).linear(60, 30, 120))
+        .enqueue()
+        .unwrap();
+    drop((q, store));
+
+    let full = json(&ok(&path, &["show", "full", "--json"]));
+    assert_eq!(full["status"], "deferred");
+    assert_eq!(
+        full["callbacks"],
+        serde_json::json!({"on_success": "notify", "on_failure": "alert", "on_stopped": "cleanup"})
+    );
+    assert_eq!(
+        full["repeat"],
+        serde_json::json!({"times": 3, "intervals": [10, 90]})
+    );
+    assert_eq!(full["repeats_done"], 0);
+    assert_eq!(full["limit"], serde_json::json!({"key": "api", "max": 2}));
+    assert_eq!(full["result_ttl"], 30, "seconds");
+    assert_eq!(full["failure_ttl"], 1.5, "seconds, with a fraction");
+    assert_eq!(full["at_front"], true);
+    assert_eq!(full["waiting_on"], serde_json::json!(["strict", "lenient"]));
+    assert_eq!(
+        full["waiting_on_allow_failure"],
+        serde_json::json!(["lenient"])
+    );
+    assert_eq!(
+        full["retry"],
+        serde_json::json!({
+            "max": 5,
+            "intervals": [1, 2, 4, 8, 10],
+            "backoff": {"kind": "exponential", "first": 1, "factor": 2.0, "cap": 10},
+            "jitter": 0.25,
+        })
+    );
+
+    let grouped = json(&ok(&path, &["show", "grouped", "--json"]));
+    assert_eq!(
+        grouped["limit"],
+        serde_json::json!({"key": "smtp", "max": null})
+    );
+    assert_eq!(grouped["result_ttl"], Value::Null, "kept forever");
+    assert_eq!(grouped["failure_ttl"], 365 * 24 * 3600, "rq's default");
+    assert_eq!(grouped["at_front"], false);
+    assert_eq!(grouped["repeat"], Value::Null);
+    assert_eq!(
+        grouped["callbacks"],
+        serde_json::json!({"on_success": null, "on_failure": null, "on_stopped": null})
+    );
+    assert_eq!(
+        grouped["retry"]["backoff"],
+        serde_json::json!({"kind": "linear", "start": 60, "step": 30, "max": 120})
+    );
+
+    let table = ok(&path, &["show", "full"]);
+    for part in [
+        "on_success notify, on_failure alert, on_stopped cleanup",
+        "3 time(s) after the first success, intervals 10s 1m30s",
+        "api, at most 2 at once",
+        "strict, lenient (allow failure)",
+        "(exponential: 1s times 2 a retry, at most 10s), jitter ±25%",
+        "1s500ms",
+    ] {
+        assert!(table.contains(part), "{part:?} missing from:\n{table}");
+    }
+    let table = ok(&path, &["show", "grouped"]);
+    for part in [
+        "smtp (limit group: the worker's limits apply)",
+        "forever",
+        "365d",
+        "max 3, intervals 1m 1m30s 2m (linear",
+        "(linear: 1m plus 30s a retry, at most 2m)",
     ] {
         assert!(table.contains(part), "{part:?} missing from:\n{table}");
     }

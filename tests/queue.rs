@@ -208,6 +208,102 @@ fn job_builder_sets_id_description_and_ttls() {
 }
 
 #[test]
+fn info_reports_every_option_a_job_was_enqueued_with() {
+    use dueq::{Dependency, Repeat, Retry};
+    let f = Fixture::new();
+    let q = f.store.queue("default");
+    q.job("ok", &1).id("strict").enqueue_in(secs(60)).unwrap();
+    q.job("ok", &2).id("lenient").enqueue_in(secs(60)).unwrap();
+    let retry = Retry::max(4)
+        .exponential(secs(2), 3.0, secs(60))
+        .jitter(0.25);
+    let job = q
+        .job("ok", &3)
+        .id("full")
+        .depends_on("strict")
+        .depends_on(Dependency::on("lenient").allow_failure())
+        .on_success("notify")
+        .on_failure("alert")
+        .on_stopped("cleanup")
+        .repeat(Repeat::times(3).intervals([secs(10), secs(60)]))
+        .limit_key("api", 2)
+        .result_ttl(secs(30))
+        .failure_ttl(secs(90))
+        .at_front()
+        .retry(retry.clone())
+        .enqueue()
+        .unwrap();
+
+    let info = job.info().unwrap();
+    assert_eq!(info.status, Status::Deferred);
+    assert_eq!(info.waiting_on, ["strict", "lenient"]);
+    assert_eq!(info.waiting_on_allow_failure, ["lenient"]);
+    assert_eq!(info.on_success.as_deref(), Some("notify"));
+    assert_eq!(info.on_failure.as_deref(), Some("alert"));
+    assert_eq!(info.on_stopped.as_deref(), Some("cleanup"));
+    let repeat = info.repeat.as_ref().expect("the repeat policy");
+    assert_eq!(repeat.count(), 3);
+    assert_eq!(
+        (1..=3).map(|k| repeat.wait(k)).collect::<Vec<_>>(),
+        [secs(10), secs(60), secs(60)]
+    );
+    assert_eq!(info.repeats_done, 0);
+    assert_eq!(info.limit_key.as_deref(), Some("api"));
+    assert_eq!(info.limit_max, Some(2));
+    assert_eq!(info.result_ttl, Some(secs(30)));
+    assert_eq!(info.failure_ttl, Some(secs(90)));
+    assert!(info.at_front);
+    let stored = info.retry.as_ref().expect("the retry policy");
+    assert_eq!(stored, &retry);
+    assert_eq!(stored.max_retries(), 4);
+    assert_eq!(stored.backoff_kind(), "exponential");
+    assert_eq!(stored.exponential_backoff(), Some((secs(2), 3.0, secs(60))));
+    assert_eq!(stored.interval_list(), None);
+    assert_eq!(stored.linear_backoff(), None);
+    assert_eq!(stored.jitter_fraction(), 0.25);
+
+    // A limit group has a key but no limit of its own; `Duration::MAX`
+    // ttls read as "forever"; a linear backoff reads back its parameters.
+    let grouped = q
+        .job("ok", &4)
+        .limit_group("smtp")
+        .result_ttl(Duration::MAX)
+        .failure_ttl(Duration::MAX)
+        .retry(Retry::max(2).linear(secs(5), secs(5), secs(20)))
+        .enqueue()
+        .unwrap()
+        .info()
+        .unwrap();
+    assert_eq!(grouped.limit_key.as_deref(), Some("smtp"));
+    assert_eq!(grouped.limit_max, None);
+    assert_eq!((grouped.result_ttl, grouped.failure_ttl), (None, None));
+    let linear = grouped.retry.as_ref().unwrap();
+    assert_eq!(linear.backoff_kind(), "linear");
+    assert_eq!(linear.linear_backoff(), Some((secs(5), secs(5), secs(20))));
+    assert_eq!(linear.jitter_fraction(), 0.0);
+
+    // Defaults: no callbacks, repeat, limit or parents; rq's ttls.
+    let plain = q.enqueue("ok", &5).unwrap().info().unwrap();
+    assert_eq!(
+        (&plain.on_success, &plain.on_failure, &plain.on_stopped),
+        (&None, &None, &None)
+    );
+    assert_eq!(plain.repeat, None);
+    assert_eq!((&plain.limit_key, plain.limit_max), (&None, None));
+    assert_eq!(plain.result_ttl, Some(dueq::DEFAULT_RESULT_TTL));
+    assert_eq!(plain.failure_ttl, Some(dueq::DEFAULT_FAILURE_TTL));
+    assert!(!plain.at_front);
+    assert!(plain.waiting_on_allow_failure.is_empty());
+    let rq = Retry::max(3).intervals([10, 30]);
+    assert_eq!(rq.backoff_kind(), "intervals");
+    assert_eq!(rq.interval_list(), Some(vec![secs(10), secs(30)]));
+    assert_eq!(rq.exponential_backoff(), None);
+
+    // The snapshot is read from the stored record, not from the builder.
+    assert_eq!(f.store.job("full").unwrap().unwrap().info().unwrap(), info);
+}
+
+#[test]
 fn result_ttl_and_failure_ttl_decide_when_jobs_expire() {
     let f = Fixture::new();
     let q = f.store.queue("default");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::Args;
 use comfy_table::{Cell, CellAlignment};
-use dueq::{JobInfo, Queue, Retry, Stats, Status, Store};
+use dueq::{JobInfo, Queue, Repeat, Retry, Stats, Status, Store};
 use serde_json::{json, Value};
 
 use crate::util::{self, emit, emit_json, Create, NotFound, Output, StoreBusy};
@@ -358,56 +358,71 @@ pub(crate) struct ShowArgs {
     out: Output,
 }
 
-/// How many retries `show` works out the wait of. Interval lists, linear
-/// and exponential backoffs met in practice reach their last (or capped)
-/// wait well before this.
-const RETRY_WAITS_SHOWN: u32 = 100;
+/// How many retries (or repeats) `show` works out the wait of. Interval
+/// lists, linear and exponential backoffs met in practice reach their last
+/// (or capped) wait well before this.
+const WAITS_SHOWN: u32 = 100;
 
-/// A retry policy as `show` prints it: rq's terms, in seconds.
-struct RetryView {
-    max: u32,
-    /// The wait before each retry, as rq's interval list: a run of equal
-    /// waits at the end is one entry, the last interval serving every
-    /// retry after it.
-    intervals: Vec<Duration>,
-    /// The jitter fraction, if it could be read.
-    jitter: Option<f64>,
+/// The waits `wait(1)`, `wait(2)`, ... up to `n` (at most [`WAITS_SHOWN`]),
+/// as an interval list: a run of equal waits at the end is one entry, the
+/// last interval serving every retry or repeat after it.
+fn waits(n: u32, wait: impl Fn(u32) -> Duration) -> Vec<Duration> {
+    let mut waits: Vec<Duration> = (1..=n.min(WAITS_SHOWN)).map(wait).collect();
+    while waits.len() > 1 && waits[waits.len() - 1] == waits[waits.len() - 2] {
+        waits.pop();
+    }
+    waits
 }
 
-impl RetryView {
-    fn new(retry: &Retry) -> RetryView {
-        let max = retry.max_retries();
-        let mut intervals: Vec<Duration> = (1..=max.min(RETRY_WAITS_SHOWN))
-            .map(|k| retry.wait(k))
-            .collect();
-        while intervals.len() > 1
-            && intervals[intervals.len() - 1] == intervals[intervals.len() - 2]
-        {
-            intervals.pop();
-        }
-        // `Retry` has no getter for its jitter; its serde form names the
-        // field, while its backoff is an internal enum read here only
-        // through `wait`.
-        let jitter = serde_json::to_value(retry)
-            .ok()
-            .and_then(|v| v.get("jitter")?.as_f64());
+/// A retry policy as `show` prints it: rq's terms, in seconds.
+struct RetryView<'a> {
+    retry: &'a Retry,
+    /// The wait before each retry, as rq's interval list.
+    intervals: Vec<Duration>,
+}
+
+impl RetryView<'_> {
+    fn new(retry: &Retry) -> RetryView<'_> {
         RetryView {
-            max,
-            intervals,
-            jitter,
+            retry,
+            intervals: waits(retry.max_retries(), |k| retry.wait(k)),
         }
     }
 
     fn to_json(&self) -> Value {
-        let intervals: Vec<Value> = self.intervals.iter().map(|&d| secs_json(d)).collect();
-        json!({"max": self.max, "intervals": intervals, "jitter": self.jitter})
+        let r = self.retry;
+        let backoff = if let Some((start, step, max)) = r.linear_backoff() {
+            json!({
+                "kind": "linear",
+                "start": secs_json(start),
+                "step": secs_json(step),
+                "max": secs_json(max),
+            })
+        } else if let Some((first, factor, cap)) = r.exponential_backoff() {
+            json!({
+                "kind": "exponential",
+                "first": secs_json(first),
+                "factor": factor,
+                "cap": secs_json(cap),
+            })
+        } else {
+            let list = r.interval_list().unwrap_or_default();
+            json!({"kind": r.backoff_kind(), "intervals": durations_json(&list)})
+        };
+        json!({
+            "max": r.max_retries(),
+            "intervals": durations_json(&self.intervals),
+            "backoff": backoff,
+            "jitter": r.jitter_fraction(),
+        })
     }
 }
 
-impl std::fmt::Display for RetryView {
+impl std::fmt::Display for RetryView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "max {}", self.max)?;
-        if self.max == 0 {
+        let r = self.retry;
+        write!(f, "max {}", r.max_retries())?;
+        if r.max_retries() == 0 {
             return f.write_str(" (never retried)");
         }
         if self.intervals.iter().all(|d| d.is_zero()) {
@@ -415,14 +430,78 @@ impl std::fmt::Display for RetryView {
         } else {
             f.write_str(", intervals")?;
             for &d in &self.intervals {
-                write!(f, " {}", humantime::format_duration(d))?;
+                write!(f, " {}", human(d))?;
             }
         }
-        match self.jitter {
-            Some(j) if j > 0.0 => write!(f, ", jitter ±{}%", (j * 100.0).round()),
+        if let Some((start, step, max)) = r.linear_backoff() {
+            write!(
+                f,
+                " (linear: {} plus {} a retry, at most {})",
+                human(start),
+                human(step),
+                human(max)
+            )?;
+        } else if let Some((first, factor, cap)) = r.exponential_backoff() {
+            write!(
+                f,
+                " (exponential: {} times {factor} a retry, at most {})",
+                human(first),
+                human(cap)
+            )?;
+        }
+        match r.jitter_fraction() {
+            j if j > 0.0 => write!(f, ", jitter ±{}%", (j * 100.0).round()),
             _ => Ok(()),
         }
     }
+}
+
+/// A repeat policy as `show` prints it.
+struct RepeatView {
+    times: u32,
+    /// The wait before each repeat, as an interval list.
+    intervals: Vec<Duration>,
+}
+
+impl RepeatView {
+    fn new(repeat: &Repeat) -> RepeatView {
+        RepeatView {
+            times: repeat.count(),
+            intervals: waits(repeat.count(), |k| repeat.wait(k)),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"times": self.times, "intervals": durations_json(&self.intervals)})
+    }
+}
+
+impl std::fmt::Display for RepeatView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} time(s) after the first success", self.times)?;
+        if self.intervals.iter().all(|d| d.is_zero()) {
+            return f.write_str(", at once");
+        }
+        f.write_str(", intervals")?;
+        for &d in &self.intervals {
+            write!(f, " {}", human(d))?;
+        }
+        Ok(())
+    }
+}
+
+/// A duration for a table, in one word so a list of them reads: `1m30s`,
+/// or whole days as `365d` (humantime's months are 30.44 days).
+fn human(d: Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    if d.subsec_nanos() == 0 && d.as_secs() >= DAY && d.as_secs() % DAY == 0 {
+        return format!("{}d", d.as_secs() / DAY);
+    }
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+fn durations_json(list: &[Duration]) -> Vec<Value> {
+    list.iter().map(|&d| secs_json(d)).collect()
 }
 
 /// A duration as JSON seconds: a whole number when it is one.
@@ -449,6 +528,7 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
     let meta = json_value(&info.meta_json);
     let result = info.result_json.as_deref().map(json_value);
     let retry = info.retry.as_ref().map(RetryView::new);
+    let repeat = info.repeat.as_ref().map(RepeatView::new);
     if args.out.json {
         let mut value = summary_json(&info);
         let map = value.as_object_mut().expect("summary_json makes an object");
@@ -459,8 +539,31 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
         map.insert("retry".into(), json!(retry.map(|r| r.to_json())));
         map.insert("timeout".into(), json!(info.timeout.map(secs_json)));
         map.insert("expires_at".into(), json!(info.expires_at.map(util::time)));
+        map.insert("result_ttl".into(), json!(info.result_ttl.map(secs_json)));
+        map.insert("failure_ttl".into(), json!(info.failure_ttl.map(secs_json)));
+        map.insert("at_front".into(), json!(info.at_front));
         map.insert("waiting_on".into(), json!(info.waiting_on));
+        map.insert(
+            "waiting_on_allow_failure".into(),
+            json!(info.waiting_on_allow_failure),
+        );
         map.insert("dependents".into(), json!(info.dependents));
+        map.insert(
+            "callbacks".into(),
+            json!({
+                "on_success": info.on_success,
+                "on_failure": info.on_failure,
+                "on_stopped": info.on_stopped,
+            }),
+        );
+        map.insert(
+            "limit".into(),
+            json!(info
+                .limit_key
+                .as_ref()
+                .map(|key| json!({"key": key, "max": info.limit_max}))),
+        );
+        map.insert("repeat".into(), json!(repeat.map(|r| r.to_json())));
         map.insert("repeats_done".into(), json!(info.repeats_done));
         map.insert("stop_requested".into(), json!(info.stop_requested));
         map.insert("quarantined_bytes".into(), json!(quarantined));
@@ -492,6 +595,38 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
             ids.join(", ")
         }
     };
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let ttl = |ttl: Option<Duration>| ttl.map_or_else(|| "forever".into(), human);
+    let waiting_on = if info.waiting_on.is_empty() {
+        "-".to_owned()
+    } else {
+        let parents: Vec<String> = info
+            .waiting_on
+            .iter()
+            .map(|p| {
+                if info.waiting_on_allow_failure.contains(p) {
+                    format!("{p} (allow failure)")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
+        parents.join(", ")
+    };
+    let callbacks: Vec<String> = [
+        ("on_success", &info.on_success),
+        ("on_failure", &info.on_failure),
+        ("on_stopped", &info.on_stopped),
+    ]
+    .into_iter()
+    .filter_map(|(when, name)| Some(format!("{when} {}", name.as_ref()?)))
+    .collect();
+    let callbacks = dash((!callbacks.is_empty()).then(|| callbacks.join(", ")));
+    let limit = match (&info.limit_key, info.limit_max) {
+        (None, _) => "-".to_owned(),
+        (Some(key), Some(max)) => format!("{key}, at most {max} at once"),
+        (Some(key), None) => format!("{key} (limit group: the worker's limits apply)"),
+    };
     let rows: Vec<(&str, String)> = vec![
         ("id", info.id.clone()),
         ("queue", info.queue.clone()),
@@ -501,25 +636,22 @@ pub(crate) fn show(path: Option<&Path>, args: &ShowArgs) -> anyhow::Result<ExitC
         ("meta", meta.to_string()),
         ("attempts", info.attempts.to_string()),
         ("retry", dash(retry.map(|r| r.to_string()))),
-        (
-            "timeout",
-            info.timeout.map_or_else(
-                || "none".into(),
-                |t| humantime::format_duration(t).to_string(),
-            ),
-        ),
+        ("timeout", info.timeout.map_or_else(|| "none".into(), human)),
         ("enqueued", util::time(info.enqueued_at)),
         ("due", util::time_or_dash(info.due_at)),
         ("expires", util::time_or_dash(info.expires_at)),
-        ("waiting on", ids(&info.waiting_on)),
+        ("at front", yes_no(info.at_front).into()),
+        ("result ttl", ttl(info.result_ttl)),
+        ("failure ttl", ttl(info.failure_ttl)),
+        ("waiting on", waiting_on),
         ("dependents", ids(&info.dependents)),
+        ("callbacks", callbacks),
+        ("limit", limit),
         ("started", util::time_or_dash(info.started_at)),
         ("ended", util::time_or_dash(info.ended_at)),
+        ("repeat", dash(repeat.map(|r| r.to_string()))),
         ("repeats done", info.repeats_done.to_string()),
-        (
-            "stop requested",
-            if info.stop_requested { "yes" } else { "no" }.into(),
-        ),
+        ("stop requested", yes_no(info.stop_requested).into()),
         (
             // An earlier attempt's error stays after a retry succeeds or a
             // requeue: say so rather than present it as the current cause.
