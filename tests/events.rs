@@ -388,7 +388,7 @@ fn a_panicking_hook_is_survived_and_counted() {
     let f = Fixture::new();
     let mut h = Handlers::new();
     h.register("ok", |n: u32| -> Result<u32, JobError> { Ok(n) });
-    let (tx, rx) = mpsc::channel::<EventKind>();
+    let (tx, rx) = mpsc::channel::<(String, EventKind)>();
     let tx = Mutex::new(tx);
     let worker = Worker::builder(&f.store, h)
         .threads(1)
@@ -396,7 +396,10 @@ fn a_panicking_hook_is_survived_and_counted() {
             if matches!(event.kind, EventKind::Started { .. }) {
                 panic!("the hook panicked on purpose");
             }
-            tx.lock().unwrap().send(event.kind.clone()).unwrap();
+            tx.lock()
+                .unwrap()
+                .send((event.job_id.clone(), event.kind.clone()))
+                .unwrap();
         })
         .start()
         .unwrap();
@@ -408,16 +411,22 @@ fn a_panicking_hook_is_survived_and_counted() {
     let stats = worker.shutdown(WAIT).unwrap();
     assert_eq!(stats.hook_panics, 2);
     assert_eq!(stats.succeeded, 2);
-    let kinds: Vec<EventKind> = rx.try_iter().collect();
-    assert_eq!(
-        kinds,
-        [
-            EventKind::Enqueued,
-            EventKind::Succeeded { attempt: 1 },
-            EventKind::Enqueued,
-            EventKind::Succeeded { attempt: 1 }
-        ]
-    );
+    // Per job, in order; the hook's thread may deliver one job's success
+    // after the next job's enqueue (events cross threads).
+    let events: Vec<(String, EventKind)> = rx.try_iter().collect();
+    for job in [&a, &b] {
+        let kinds: Vec<&EventKind> = events
+            .iter()
+            .filter(|(id, _)| id == job.id())
+            .map(|(_, k)| k)
+            .collect();
+        assert_eq!(
+            kinds,
+            [&EventKind::Enqueued, &EventKind::Succeeded { attempt: 1 }],
+            "{events:?}"
+        );
+    }
+    assert_eq!(events.len(), 4, "{events:?}");
 }
 
 #[test]

@@ -57,10 +57,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Brings the trees up to date before a read or a transition: moves
+    /// the intake into place (`settle_intake`) and writes the claims a
+    /// dispatcher round made in memory (`write_pending_claims`).
+    pub(crate) fn settle(&self) -> Result<()> {
+        self.settle_intake()?;
+        self.write_pending_claims()
+    }
+
     /// Moves every job in the intake into `jobs` and `index`: on return,
     /// every intake write that finished before the call is in place. Cheap
     /// when there is nothing to move: two atomic loads.
-    pub(crate) fn settle(&self) -> Result<()> {
+    pub(crate) fn settle_intake(&self) -> Result<()> {
         let written = self.intake_written.load(Ordering::SeqCst);
         if self.intake_settled.load(Ordering::SeqCst) >= written {
             return Ok(());

@@ -251,6 +251,12 @@ pub(crate) struct Engine {
     pub(super) intake_settled: AtomicU64,
     /// One settler at a time.
     pub(super) settle_lock: Mutex<()>,
+    /// Claims a round made in memory and has not written yet (see
+    /// `round`): a later round writes each together with its run's
+    /// outcome, or `settle` writes them all before anything else reads or
+    /// changes jobs. Held by a round from its candidate read until its
+    /// transaction commits.
+    pending: Mutex<Vec<PendingClaim>>,
     queue_ids: RwLock<HashMap<String, u32>>,
     queue_names: RwLock<HashMap<u32, String>>,
     queue_alloc: Mutex<()>,
@@ -318,6 +324,7 @@ impl Engine {
             intake_written,
             intake_settled: AtomicU64::new(0),
             settle_lock: Mutex::new(()),
+            pending: Mutex::new(Vec::new()),
             queue_ids: RwLock::new(ids),
             queue_names: RwLock::new(names),
             queue_alloc: Mutex::new(()),
@@ -537,7 +544,8 @@ impl Engine {
         now: u64,
         policy: &ClaimPolicy,
     ) -> Result<RoundReport> {
-        self.settle()?;
+        // The intake only: this round writes the pending claims itself.
+        self.settle_intake()?;
         let mut report = RoundReport::default();
         // Jobs held back by a limit stay where they are, in order; while
         // some are, rounds read further past them.
@@ -546,6 +554,14 @@ impl Engine {
         } else {
             0
         };
+        // Tokens and sequence numbers come from `generate_id`, which must not
+        // be called inside a transaction. Taken before `pending` (the order
+        // every path that holds both uses).
+        let seq_guard = self.seq_lock.read();
+        let mut pending = self.pending.lock();
+        // Jobs claimed by the last round still have their `READY` keys.
+        let pending_ids: std::collections::HashSet<&str> =
+            pending.iter().map(|p| p.id.as_str()).collect();
         let mut per_queue: Vec<Vec<(sled::IVec, sled::IVec)>> = Vec::new();
         let mut total = 0;
         for &queue in queues {
@@ -557,8 +573,18 @@ impl Engine {
             for (class, take) in [(Class::Started, usize::MAX), (Class::Ready, max + extra)] {
                 let range =
                     IndexKey::range_start(queue, class)..=IndexKey::range_end(queue, class, now);
-                for item in self.trees.index.range(range).take(take) {
+                let mut taken = 0;
+                for item in self.trees.index.range(range) {
+                    if taken >= take {
+                        break;
+                    }
                     let (key, id) = item?;
+                    if class == Class::Ready
+                        && std::str::from_utf8(&id).is_ok_and(|id| pending_ids.contains(id))
+                    {
+                        continue;
+                    }
+                    taken += 1;
                     list.push((key, id));
                 }
             }
@@ -583,12 +609,10 @@ impl Engine {
         } else {
             per_queue.into_iter().flatten().collect()
         };
+        drop(pending_ids);
         if candidates.is_empty() && done.is_empty() {
             return Ok(report);
         }
-        // Tokens and sequence numbers come from `generate_id`, which must not
-        // be called inside a transaction.
-        let seq_guard = self.seq_lock.read();
         let fresh: Vec<(u64, u64)> = candidates
             .iter()
             .map(|_| Ok((self.next_seq()?, self.next_seq()?)))
@@ -597,117 +621,155 @@ impl Engine {
             .iter()
             .map(|_| self.next_seq())
             .collect::<Result<_>>()?;
+        // Pending claims whose runs are done are written now, with their
+        // outcomes; the others stay pending.
+        let done_tokens: std::collections::HashSet<u64> = done.iter().map(|d| d.token).collect();
+        let (finishing, still_running): (Vec<PendingClaim>, Vec<PendingClaim>) =
+            std::mem::take(&mut *pending)
+                .into_iter()
+                .partition(|p| done_tokens.contains(&p.token));
         let live = self.live.lock().clone();
         let running_keys = self.limit_running.lock().clone();
         let rate_starts = self.rate_starts.lock().clone();
-        let (written, claimed, abandoned, corrupt, expired, blocked, starts) =
-            self.tx(|jobs, index| {
-                let mut running_keys = running_keys.clone();
-                let mut starts = rate_starts.clone();
-                let mut blocked = 0;
-                let mut written = Vec::with_capacity(done.len());
-                for (d, &seq) in done.iter().zip(&done_seqs) {
-                    written.push(apply_outcome(jobs, index, d, seq)?);
+        let outcome = self.tx(|jobs, index| {
+            let mut running_keys = running_keys.clone();
+            let mut starts = rate_starts.clone();
+            let mut blocked = 0;
+            // The claims of the runs done, first, so that their outcomes
+            // find them claimed: inside one transaction sled writes each
+            // key once, so a claim and its outcome cost what the outcome
+            // alone does.
+            for p in &finishing {
+                write_claim(jobs, index, p)?;
+            }
+            let mut written = Vec::with_capacity(done.len());
+            for (d, &seq) in done.iter().zip(&done_seqs) {
+                written.push(apply_outcome(jobs, index, d, seq)?);
+            }
+            let mut claimed = Vec::new();
+            let mut deferred = Vec::new();
+            let mut abandoned = Vec::new();
+            let mut expired = Vec::new();
+            let mut corrupt = Vec::new();
+            for ((key_bytes, id), &(token, seq)) in candidates.iter().zip(&fresh) {
+                if claimed.len() >= max {
+                    break;
                 }
-                let mut claimed = Vec::new();
-                let mut abandoned = Vec::new();
-                let mut expired = Vec::new();
-                let mut corrupt = Vec::new();
-                for ((key_bytes, id), &(token, seq)) in candidates.iter().zip(&fresh) {
-                    if claimed.len() >= max {
-                        break;
+                let Some(mut record) = decode_in_tx(jobs, id)? else {
+                    corrupt.push((key_bytes.clone(), id.clone()));
+                    continue;
+                };
+                if record.key[..] != key_bytes[..] {
+                    // Inside the transaction both trees are consistent, so
+                    // a record that names another key makes this index entry
+                    // an orphan. Left alone, it would look due forever.
+                    if index.get(&key_bytes[..])?.as_deref() == Some(&id[..]) {
+                        index.remove(&key_bytes[..])?;
                     }
-                    let Some(mut record) = decode_in_tx(jobs, id)? else {
-                        corrupt.push((key_bytes.clone(), id.clone()));
-                        continue;
-                    };
-                    if record.key[..] != key_bytes[..] {
-                        // Inside the transaction both trees are consistent, so
-                        // a record that names another key makes this index entry
-                        // an orphan. Left alone, it would look due forever.
-                        if index.get(&key_bytes[..])?.as_deref() == Some(&id[..]) {
-                            index.remove(&key_bytes[..])?;
+                    continue;
+                }
+                let key = record.index_key();
+                if key.class == Class::Ready && record.expires_at.is_some_and(|t| t <= now) {
+                    // Waited past its `ttl`: discarded, visibly (rq deletes
+                    // it; dueq keeps it canceled, with the reason).
+                    discard_expired(jobs, index, &mut record, now)?;
+                    expired.push(Moved::of(&record));
+                    continue;
+                }
+                if key.class == Class::Ready {
+                    if let Some(limit) = &record.limit {
+                        let cap = policy
+                            .concurrency
+                            .get(&limit.key)
+                            .map_or(limit.max, |&w| w.min(limit.max));
+                        let running = running_keys.entry(limit.key.clone()).or_insert(0);
+                        if *running >= cap {
+                            blocked += 1;
+                            continue; // waits, in its place
                         }
-                        continue;
-                    }
-                    let key = record.index_key();
-                    if key.class == Class::Ready && record.expires_at.is_some_and(|t| t <= now) {
-                        // Waited past its `ttl`: discarded, visibly (rq deletes
-                        // it; dueq keeps it canceled, with the reason).
-                        discard_expired(jobs, index, &mut record, now)?;
-                        expired.push(Moved::of(&record));
-                        continue;
-                    }
-                    if key.class == Class::Ready {
-                        if let Some(limit) = &record.limit {
-                            let cap = policy
-                                .concurrency
-                                .get(&limit.key)
-                                .map_or(limit.max, |&w| w.min(limit.max));
-                            let running = running_keys.entry(limit.key.clone()).or_insert(0);
-                            if *running >= cap {
-                                blocked += 1;
-                                continue; // waits, in its place
+                        if let Some(&(n, per)) = policy.rates.get(&limit.key) {
+                            let window = starts.entry(limit.key.clone()).or_default();
+                            while window
+                                .front()
+                                .is_some_and(|&t| t.saturating_add(per) <= now)
+                            {
+                                window.pop_front();
                             }
-                            if let Some(&(n, per)) = policy.rates.get(&limit.key) {
-                                let window = starts.entry(limit.key.clone()).or_default();
-                                while window
-                                    .front()
-                                    .is_some_and(|&t| t.saturating_add(per) <= now)
-                                {
-                                    window.pop_front();
-                                }
-                                if window.len() >= n as usize {
-                                    // Over the rate: due again at the next free
-                                    // slot, keeping its sequence number.
-                                    let slot =
-                                        window[window.len() - n as usize].saturating_add(per);
-                                    index.remove(&key_bytes[..])?;
-                                    record.key =
-                                        IndexKey::new(key.queue, Class::Ready, slot, key.seq)
-                                            .encode();
-                                    write(jobs, index, &record)?;
-                                    continue;
-                                }
-                                window.push_back(now);
+                            if window.len() >= n as usize {
+                                // Over the rate: due again at the next free
+                                // slot, keeping its sequence number.
+                                let slot = window[window.len() - n as usize].saturating_add(per);
+                                index.remove(&key_bytes[..])?;
+                                record.key =
+                                    IndexKey::new(key.queue, Class::Ready, slot, key.seq).encode();
+                                write(jobs, index, &record)?;
+                                continue;
                             }
-                            *running += 1;
+                            window.push_back(now);
                         }
+                        *running += 1;
                     }
+                }
+                if key.class == Class::Started {
                     index.remove(&key_bytes[..])?;
-                    if key.class == Class::Started {
-                        if live.get(&record.id) == Some(&record.token) {
-                            // The run is going on in this process (the clock
-                            // jumped, or the machine slept): it is not
-                            // abandoned, its lease is renewed.
-                            record.key = IndexKey::new(
-                                key.queue,
-                                Class::Started,
-                                now.saturating_add(lease_ms),
-                                key.seq,
-                            )
-                            .encode();
-                            write(jobs, index, &record)?;
-                            continue;
-                        }
-                        record.push_history(
-                            AttemptLog::new(
-                                record.attempts,
-                                record.started_at.unwrap_or(key.time),
-                                now,
-                            )
-                            .failed(LEASE_LAPSED),
-                        );
-                        fail_and_write(jobs, index, &mut record, LEASE_LAPSED, now, seq)?;
-                        abandoned.push(Moved::of(&record));
+                    if live.get(&record.id) == Some(&record.token) {
+                        // The run is going on in this process (the clock
+                        // jumped, or the machine slept): it is not
+                        // abandoned, its lease is renewed.
+                        record.key = IndexKey::new(
+                            key.queue,
+                            Class::Started,
+                            now.saturating_add(lease_ms),
+                            key.seq,
+                        )
+                        .encode();
+                        write(jobs, index, &record)?;
                         continue;
                     }
-                    claimed.push(claim(jobs, index, &mut record, token, seq, lease_ms, now)?);
+                    record.push_history(
+                        AttemptLog::new(
+                            record.attempts,
+                            record.started_at.unwrap_or(key.time),
+                            now,
+                        )
+                        .failed(LEASE_LAPSED),
+                    );
+                    fail_and_write(jobs, index, &mut record, LEASE_LAPSED, now, seq)?;
+                    abandoned.push(Moved::of(&record));
+                    continue;
                 }
-                Ok((
-                    written, claimed, abandoned, corrupt, expired, blocked, starts,
-                ))
-            })?;
+                // Claimed in memory; written by the next round or
+                // `settle` (see `pending`).
+                let run = claim_in_memory(&mut record, token, seq, lease_ms, now);
+                deferred.push(PendingClaim {
+                    id: run.id.clone(),
+                    token,
+                    seq,
+                    lease_ms,
+                    at: now,
+                    from_time: run.from_time,
+                    from_seq: run.from_seq,
+                    attempt: run.attempt,
+                });
+                claimed.push(run);
+            }
+            Ok((
+                written, claimed, deferred, abandoned, corrupt, expired, blocked, starts,
+            ))
+        });
+        let (written, claimed, deferred, abandoned, corrupt, expired, blocked, starts) =
+            match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    // Nothing was written: every claim is still pending.
+                    *pending = finishing;
+                    pending.extend(still_running);
+                    return Err(e);
+                }
+            };
+        *pending = still_running;
+        pending.extend(deferred);
+        drop(pending);
         self.limits_blocked.store(blocked > 0, Ordering::Relaxed);
         if !policy.rates.is_empty() {
             *self.rate_starts.lock() = starts;
@@ -833,6 +895,9 @@ impl Engine {
         if runs.is_empty() {
             return Ok(0);
         }
+        // Claims not written yet are written first, then put back like the
+        // others: one path.
+        self.settle()?;
         let released = self.tx(|jobs, index| {
             let mut released = 0;
             for run in runs {
@@ -906,6 +971,24 @@ impl Engine {
             .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
     }
 
+    /// Writes the claims the last dispatcher round made in memory (see
+    /// `pending`), so that every read sees those jobs started. Waits for a
+    /// round in progress: it holds `pending` until its transaction commits.
+    pub(crate) fn write_pending_claims(&self) -> Result<()> {
+        let mut pending = self.pending.lock();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.tx(|jobs, index| {
+            for p in pending.iter() {
+                write_claim(jobs, index, p)?;
+            }
+            Ok(())
+        })?;
+        pending.clear();
+        Ok(())
+    }
+
     /// Notes in the run journal that a run is about to start (see
     /// `journal`): if the process dies before its claim reaches disk, the
     /// next open still counts the run as an attempt.
@@ -957,6 +1040,7 @@ impl Engine {
 
     /// Extends a run's lease. Fails with `LeaseLost` if the run was fenced.
     pub(crate) fn heartbeat(&self, id: &str, token: u64, lease_ms: u64, now: u64) -> Result<()> {
+        self.settle()?;
         self.tx(|jobs, index| {
             let mut record = match running(jobs, id, token)? {
                 Some(r) => r,
@@ -1438,7 +1522,12 @@ impl Engine {
         now: u64,
         policy: &ClaimPolicy,
     ) -> Result<Option<u64>> {
-        self.settle()?;
+        // The dispatcher's own read: the intake only. Jobs claimed in memory
+        // (`pending`) still have their due `READY` keys; they are running,
+        // no reason to wake.
+        self.settle_intake()?;
+        let pending: std::collections::HashSet<String> =
+            self.pending.lock().iter().map(|p| p.id.clone()).collect();
         let mut next: Option<u64> = None;
         let mut earliest = |time: u64| next = Some(next.map_or(time, |n: u64| n.min(time)));
         let budget = max.saturating_add(LIMIT_SCAN);
@@ -1467,6 +1556,9 @@ impl Engine {
                 if time > now {
                     earliest(time);
                     break;
+                }
+                if std::str::from_utf8(&id).is_ok_and(|id| pending.contains(id)) {
+                    continue;
                 }
                 scanned += 1;
                 reachable = scanned < budget;
@@ -1514,7 +1606,10 @@ impl Engine {
     /// The earliest expiry among finished, failed and stopped jobs, and the
     /// earliest `ttl` of a deferred job.
     pub(crate) fn next_expiry(&self) -> Result<Option<u64>> {
-        self.settle()?;
+        // The dispatcher's own reads: claims pending from its last round
+        // show as due `READY` jobs, which wakes it for the round that
+        // writes them.
+        self.settle_intake()?;
         let mut next: Option<u64> = None;
         for &queue in self.queue_names.read().keys() {
             for class in [
@@ -1741,6 +1836,20 @@ fn claim(
     lease_ms: u64,
     now: u64,
 ) -> TxResult<Claimed> {
+    let run = claim_in_memory(record, token, seq, lease_ms, now);
+    write(jobs, index, record)?;
+    Ok(run)
+}
+
+/// Turns a `READY` record into its claimed (`STARTED`) form, without
+/// writing it.
+fn claim_in_memory(
+    record: &mut JobRecord,
+    token: u64,
+    seq: u64,
+    lease_ms: u64,
+    now: u64,
+) -> Claimed {
     let key = record.index_key();
     let (prev_started_at, prev_ended_at) = (record.started_at, record.ended_at);
     record.attempts = record.attempts.saturating_add(1);
@@ -1749,8 +1858,7 @@ fn claim(
     record.ended_at = None;
     record.key =
         IndexKey::new(key.queue, Class::Started, now.saturating_add(lease_ms), seq).encode();
-    write(jobs, index, record)?;
-    Ok(Claimed {
+    Claimed {
         id: record.id.clone(),
         queue: record.queue.clone(),
         handler: record.handler.clone(),
@@ -1764,7 +1872,50 @@ fn claim(
         timeout_ms: record.timeout_ms,
         callbacks: record.callbacks.clone(),
         limit: record.limit.clone(),
-    })
+    }
+}
+
+/// A claim made in memory by a round and not written yet: what writing it
+/// needs, exactly as the round decided it.
+#[derive(Debug)]
+pub(super) struct PendingClaim {
+    id: String,
+    token: u64,
+    /// The sequence number of its `STARTED` key.
+    seq: u64,
+    lease_ms: u64,
+    /// When it was claimed (store clock, ms).
+    at: u64,
+    /// The `READY` key it was claimed from.
+    from_time: u64,
+    from_seq: u64,
+    attempt: u32,
+}
+
+/// Writes a pending claim: the job moves from its `READY` key to `STARTED`
+/// as the round that claimed it decided. A job that is no longer where it
+/// was claimed from (nothing that changes a job runs before pending claims
+/// are written, so this is a guard) is left alone, and its run's outcome is
+/// then fenced like any run whose lease was lost.
+fn write_claim(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    p: &PendingClaim,
+) -> TxResult<()> {
+    let Some(mut record) = decode_in_tx(jobs, p.id.as_bytes())? else {
+        return Ok(());
+    };
+    let key = record.index_key();
+    if key.class != Class::Ready
+        || key.time != p.from_time
+        || key.seq != p.from_seq
+        || record.attempts.saturating_add(1) != p.attempt
+    {
+        return Ok(());
+    }
+    index.remove(&record.key[..])?;
+    claim(jobs, index, &mut record, p.token, p.seq, p.lease_ms, p.at)?;
+    Ok(())
 }
 
 /// The record of a job being enqueued, `READY` (`link_parents` may defer it
@@ -2168,6 +2319,90 @@ pub(super) mod tests {
         );
         // Recovery is done once: a second pass finds nothing.
         assert_eq!(engine.recover_all(now).unwrap(), 0);
+    }
+
+    /// The class of a job as stored, without settling first.
+    fn stored_class(engine: &Engine, id: &str) -> Class {
+        let raw = engine.trees.jobs.get(id).unwrap().unwrap();
+        decode_record(id.as_bytes(), &raw)
+            .unwrap()
+            .index_key()
+            .class
+    }
+
+    /// Claims are made in memory: the round that records a run's outcome
+    /// writes its claim in the same transaction (one write from `READY` to
+    /// `FINISHED`), and any read before that writes the claims first.
+    #[test]
+    fn claims_are_written_with_their_outcome_or_before_any_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(&dir.path().join("store"));
+        let claimed = enqueue_and_claim(&engine, &["quick", "slow"]);
+        assert_eq!(stored_class(&engine, "quick"), Class::Ready);
+        assert_eq!(stored_class(&engine, "slow"), Class::Ready);
+        let queue = engine.queue_id("default").unwrap();
+        let policy = ClaimPolicy::default();
+        // Not claimed twice, and no reason for the dispatcher to wake.
+        let again = engine.round(&[], &[queue], 5, LEASE_MS, NOW, &policy);
+        assert!(again.unwrap().claimed.is_empty());
+        assert_eq!(engine.next_wake(&[queue], 5, NOW, &policy).unwrap(), None);
+
+        let done = Done {
+            id: "quick".to_owned(),
+            token: claimed[0].token,
+            outcome: Outcome::Success(b"1".to_vec()),
+            ended_at: NOW + 1,
+            thread: None,
+            final_attempt: false,
+        };
+        let report = engine
+            .round(&[done], &[queue], 5, LEASE_MS, NOW + 1, &policy)
+            .unwrap();
+        assert_eq!(report.written, [Some(Class::Finished)]);
+        assert!(report.claimed.is_empty());
+        assert_eq!(stored_class(&engine, "quick"), Class::Finished);
+        assert_eq!(
+            stored_class(&engine, "slow"),
+            Class::Ready,
+            "its run goes on: still a claim in memory"
+        );
+
+        let slow = record(&engine, "slow");
+        assert_eq!(slow.index_key().class, Class::Started);
+        assert_eq!((slow.attempts, slow.token), (1, claimed[1].token));
+        assert_eq!(stored_class(&engine, "slow"), Class::Started);
+        let quick = record(&engine, "quick");
+        assert_eq!((quick.attempts, quick.started_at), (1, Some(NOW)));
+        let report = engine.verify().unwrap();
+        assert!(report.problems.is_empty(), "{report:?}");
+    }
+
+    /// A crash before a claim was written: the run that started (it has a
+    /// journal line) counts as an abandoned attempt at open; the claim that
+    /// never started leaves no trace.
+    #[test]
+    fn a_claim_lost_in_a_crash_is_counted_only_if_its_run_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let engine = open(&path);
+            let claimed = enqueue_and_claim(&engine, &["started", "unstarted"]);
+            engine.journal_start(&claimed[0]).unwrap();
+            engine.trees.db.flush().unwrap();
+            assert_eq!(stored_class(&engine, "started"), Class::Ready);
+            // The process dies here: no read, no release, no close.
+        }
+        let engine = open(&path);
+        let now = NOW + 10;
+        let recovered = engine.replay_journal(now).unwrap() + engine.recover_all(now).unwrap();
+        assert_eq!(recovered, 1);
+        let started = record(&engine, "started");
+        assert_eq!(started.index_key().class, Class::Failed);
+        assert_eq!(started.attempts, 1);
+        assert_eq!(started.error.as_deref(), Some(ABANDONED));
+        let unstarted = record(&engine, "unstarted");
+        assert_eq!(unstarted.index_key().class, Class::Ready);
+        assert_eq!(unstarted.attempts, 0);
     }
 
     #[test]
