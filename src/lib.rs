@@ -226,4 +226,15 @@ pub mod fuzzing {
     pub fn decode_key(bytes: &[u8]) -> bool {
         crate::engine::fuzz_decode_key(bytes)
     }
+
+    /// Decodes `bytes` as an intake entry (jobs enqueued by the fast path);
+    /// `true` if it decoded. Must never panic, whatever the bytes.
+    pub fn decode_intake(bytes: &[u8]) -> bool {
+        crate::engine::fuzz_decode_intake(bytes)
+    }
+
+    /// An intake entry holding one job, as the fast enqueue path writes it.
+    pub fn intake_entry(key: &[u8], id: &str, record: &[u8]) -> Vec<u8> {
+        crate::engine::fuzz_intake_entry(key, id, record)
+    }
 }

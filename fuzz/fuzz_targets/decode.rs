@@ -120,6 +120,15 @@ fn structured(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     }
     dueq::fuzzing::decode_record(&id, &bytes);
     dueq::fuzzing::decode_key(&record.key.encode());
+    // The same record as the fast enqueue path stores it (ids are short).
+    let id = String::from_utf8_lossy(&id);
+    if id.len() <= usize::from(u16::MAX) {
+        dueq::fuzzing::decode_intake(&dueq::fuzzing::intake_entry(
+            &record.key.encode(),
+            &id,
+            &bytes,
+        ));
+    }
     Ok(())
 }
 
@@ -131,6 +140,7 @@ fn raw(data: &[u8]) {
     let (id, bytes) = rest.split_at(split);
     dueq::fuzzing::decode_record(id, bytes);
     dueq::fuzzing::decode_key(data);
+    dueq::fuzzing::decode_intake(rest);
     if bytes.len() >= 21 {
         dueq::fuzzing::decode_key(&bytes[..21]);
     }

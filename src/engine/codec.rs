@@ -62,34 +62,47 @@ pub(crate) fn decode_record(id: &[u8], bytes: &[u8]) -> Result<JobRecord> {
     Ok(record)
 }
 
-/// Version byte of an `intake` entry (see `intake.rs`): the job's index
-/// key, its id and its encoded record, written by the fast enqueue path.
+/// Version byte of an `intake` entry (see `intake.rs`).
 pub(crate) const INTAKE_V1: u8 = 1;
 
-/// An `intake` entry: `[INTAKE_V1][index key, 21 bytes][id length, u16
-/// BE][id][record as `encode_record` writes it]`. Moving the entry into
-/// `jobs` and `index` writes these bytes as they are: nothing is encoded
-/// twice.
-pub(crate) fn encode_intake(key: &[u8], id: &str, record: &[u8]) -> Vec<u8> {
-    debug_assert_eq!(key.len(), super::keys::KEY_LEN);
-    let mut out = Vec::with_capacity(1 + key.len() + 2 + id.len() + record.len());
+/// One job of an `intake` entry: its index key, id and encoded record.
+pub(crate) type IntakeItem<'a> = (&'a [u8], &'a str, &'a [u8]);
+
+/// An `intake` entry: one or more jobs written by one fast-path enqueue.
+/// `[INTAKE_V1][job count, u16 BE]`, then per job `[index key, 21
+/// bytes][id length, u16 BE][id][record length, u32 BE][record as
+/// `encode_record` writes it]`. Moving the jobs into `jobs` and `index`
+/// writes these record bytes as they are: nothing is encoded twice.
+pub(crate) fn encode_intake(items: &[IntakeItem<'_>]) -> Vec<u8> {
+    let len: usize = items
+        .iter()
+        .map(|(k, id, r)| k.len() + 2 + id.len() + 4 + r.len())
+        .sum();
+    let mut out = Vec::with_capacity(3 + len);
     out.push(INTAKE_V1);
-    out.extend_from_slice(key);
-    // Ids are validated to be short (`validate_id`); a generated one is 36
-    // bytes.
-    let len = u16::try_from(id.len()).expect("job ids are shorter than 64 KiB");
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(record);
+    let count = u16::try_from(items.len()).expect("an intake entry holds at most 65535 jobs");
+    out.extend_from_slice(&count.to_be_bytes());
+    for (key, id, record) in items {
+        debug_assert_eq!(key.len(), super::keys::KEY_LEN);
+        out.extend_from_slice(key);
+        // Ids are validated to be short (`validate_id`); a generated one is
+        // 36 bytes. Records are capped by the payload limit.
+        let id_len = u16::try_from(id.len()).expect("job ids are shorter than 64 KiB");
+        out.extend_from_slice(&id_len.to_be_bytes());
+        out.extend_from_slice(id.as_bytes());
+        let rec_len = u32::try_from(record.len()).expect("records are shorter than 4 GiB");
+        out.extend_from_slice(&rec_len.to_be_bytes());
+        out.extend_from_slice(record);
+    }
     out
 }
 
-/// The parts of an `intake` entry: (index key, job id, record bytes). The
-/// record is checked to decode and to agree with the key and id, so a
-/// damaged entry is never moved into `jobs`.
-pub(crate) fn decode_intake(bytes: &[u8]) -> Result<(&[u8], &str, &[u8])> {
-    let what = "an intake entry (a job enqueued but not yet indexed)";
-    let rest = match bytes.split_first() {
+/// The jobs of an `intake` entry. Every record is checked to decode and to
+/// agree with its key and id, so a damaged entry is never moved into
+/// `jobs`: one bad job makes the whole entry an error.
+pub(crate) fn decode_intake(bytes: &[u8]) -> Result<Vec<IntakeItem<'_>>> {
+    let what = "an intake entry (jobs enqueued but not yet indexed)";
+    let mut rest = match bytes.split_first() {
         Some((&INTAKE_V1, rest)) => rest,
         Some((v, _)) => {
             return Err(Error::corrupt(
@@ -99,26 +112,36 @@ pub(crate) fn decode_intake(bytes: &[u8]) -> Result<(&[u8], &str, &[u8])> {
         }
         None => return Err(Error::corrupt(what, "empty entry")),
     };
-    const KEY: usize = super::keys::KEY_LEN;
-    if rest.len() < KEY + 2 {
-        return Err(Error::corrupt(what, "truncated"));
+    let mut take = |n: usize| -> Result<&[u8]> {
+        if rest.len() < n {
+            return Err(Error::corrupt(what, "truncated"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes"));
+    let mut items = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let key = take(super::keys::KEY_LEN)?;
+        let id_len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes"));
+        let id = std::str::from_utf8(take(usize::from(id_len))?)
+            .map_err(|_| Error::corrupt(what, "an id is not UTF-8"))?;
+        let rec_len = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes"));
+        let record = take(rec_len as usize)?;
+        let decoded = decode_record(id.as_bytes(), record)?;
+        if decoded.key != key {
+            return Err(Error::corrupt(
+                format!("job {id:?}"),
+                "its intake entry names another index key than its record",
+            ));
+        }
+        items.push((key, id, record));
     }
-    let (key, rest) = rest.split_at(KEY);
-    let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-    let rest = &rest[2..];
-    if rest.len() < len {
-        return Err(Error::corrupt(what, "truncated id"));
+    if !rest.is_empty() {
+        return Err(Error::corrupt(what, "trailing bytes"));
     }
-    let (id, record) = rest.split_at(len);
-    let id = std::str::from_utf8(id).map_err(|_| Error::corrupt(what, "the id is not UTF-8"))?;
-    let decoded = decode_record(id.as_bytes(), record)?;
-    if decoded.key != key {
-        return Err(Error::corrupt(
-            format!("job {id:?}"),
-            "its intake entry names another index key than its record",
-        ));
-    }
-    Ok((key, id, record))
+    Ok(items)
 }
 
 /// Decodes `bytes` as one `T`, refusing trailing bytes.

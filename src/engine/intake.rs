@@ -33,21 +33,42 @@ use super::ops::{abort, Engine};
 use super::record::JobRecord;
 use crate::error::{Error, Result};
 
-/// Entries moved per transaction.
+/// Jobs moved per transaction (whole entries, so up to `JOBS_PER_ENTRY`
+/// more).
 const SETTLE_CHUNK: usize = 512;
+/// Jobs per intake entry for `enqueue_many`: enough that sled's per-write
+/// cost is shared by many jobs, few enough that an entry (about 150 bytes
+/// a job) stays far below sled's inline limit (a quarter segment, 128 KiB)
+/// even when its leaf node is rewritten whole.
+const JOBS_PER_ENTRY: usize = 64;
 
 impl Engine {
     /// Writes new jobs to the intake in one atomic write. `records` pairs
     /// each record with the sequence number its key was made from. The
     /// caller holds `seq_lock` (shared).
     pub(super) fn enqueue_to_intake(&self, records: &[(u64, JobRecord)]) -> Result<()> {
-        let entry = |r: &JobRecord| encode_intake(&r.key, &r.id, &encode_record(r));
-        if let [(seq, record)] = records {
-            self.intake.insert(seq.to_be_bytes(), entry(record))?;
+        let encoded: Vec<Vec<u8>> = records.iter().map(|(_, r)| encode_record(r)).collect();
+        // Up to `JOBS_PER_ENTRY` jobs per entry, keyed by the first one's
+        // sequence number: sled's cost is per write far more than per byte.
+        let entries = records
+            .chunks(JOBS_PER_ENTRY)
+            .zip(encoded.chunks(JOBS_PER_ENTRY))
+            .map(|(records, encoded)| {
+                let items: Vec<_> = records
+                    .iter()
+                    .zip(encoded)
+                    .map(|((_, r), bytes)| (&r.key[..], r.id.as_str(), bytes.as_slice()))
+                    .collect();
+                (records[0].0, encode_intake(&items))
+            });
+        if records.len() <= JOBS_PER_ENTRY {
+            for (seq, entry) in entries {
+                self.intake.insert(seq.to_be_bytes(), entry)?;
+            }
         } else {
             let mut batch = sled::Batch::default();
-            for (seq, record) in records {
-                batch.insert(&seq.to_be_bytes(), entry(record));
+            for (seq, entry) in entries {
+                batch.insert(&seq.to_be_bytes(), entry);
             }
             self.intake.apply_batch(batch)?;
         }
@@ -89,44 +110,59 @@ impl Engine {
 
     fn settle_all(&self) -> Result<()> {
         loop {
-            let chunk: Vec<(sled::IVec, sled::IVec)> = self
-                .intake
-                .iter()
-                .take(SETTLE_CHUNK)
-                .collect::<sled::Result<_>>()?;
-            if chunk.is_empty() {
+            // Whole entries, until they hold `SETTLE_CHUNK` jobs.
+            let mut entries: Vec<(sled::IVec, sled::IVec)> = Vec::new();
+            let mut jobs_in_chunk = 0;
+            for item in self.intake.iter() {
+                let (seq, entry) = item?;
+                jobs_in_chunk += entry_jobs(&entry);
+                entries.push((seq, entry));
+                if jobs_in_chunk >= SETTLE_CHUNK {
+                    break;
+                }
+            }
+            if entries.is_empty() {
                 return Ok(());
             }
-            let mut moves = Vec::with_capacity(chunk.len());
-            for (seq, entry) in &chunk {
+            let mut moves = Vec::with_capacity(jobs_in_chunk);
+            // (quarantine key, bytes, why)
+            let mut rejects: Vec<(String, &[u8], Error)> = Vec::new();
+            for (seq, entry) in &entries {
                 match decode_intake(entry) {
-                    Ok((key, id, record)) => {
-                        // Neither can happen to a generated id and a fresh
-                        // sequence number; checked so that one bad entry
-                        // cannot stop every later one from settling.
-                        if self.trees.jobs.contains_key(id.as_bytes())? {
-                            let e = Error::DuplicateJobId { id: id.to_owned() };
-                            self.quarantine_intake(seq, entry, &e)?;
-                        } else if self.trees.index.contains_key(key)? {
-                            let e = Error::corrupt(
-                                format!("job {id:?}"),
-                                "its index key is taken by another job",
-                            );
-                            self.quarantine_intake(seq, entry, &e)?;
-                        } else {
-                            moves.push((seq, key, id, record));
+                    Ok(items) => {
+                        for (key, id, record) in items {
+                            // Neither can happen to a generated id and a
+                            // fresh sequence number; checked so that one bad
+                            // job cannot stop every later one from settling.
+                            let taken = if self.trees.jobs.contains_key(id.as_bytes())? {
+                                Some(Error::DuplicateJobId { id: id.to_owned() })
+                            } else if self.trees.index.contains_key(key)? {
+                                Some(Error::corrupt(
+                                    format!("job {id:?}"),
+                                    "its index key is taken by another job",
+                                ))
+                            } else {
+                                None
+                            };
+                            match taken {
+                                Some(e) => rejects.push((format!("intake:{id}"), record, e)),
+                                None => moves.push((key, id, record)),
+                            }
                         }
                     }
-                    Err(e) => self.quarantine_intake(seq, entry, &e)?,
+                    Err(e) => rejects.push((format!("intake:seq:{}", hex(seq)), &entry[..], e)),
                 }
             }
             let trees = &self.trees;
-            (&trees.jobs, &trees.index, &self.intake)
-                .transaction(|(jobs, index, intake)| {
-                    for (seq, key, id, record) in &moves {
-                        if intake.remove(&seq[..])?.is_none() {
-                            continue; // settled by someone else (not possible under settle_lock)
-                        }
+            (&trees.jobs, &trees.index, &self.intake, &self.quarantine)
+                .transaction(|(jobs, index, intake, quarantine)| {
+                    for (seq, _) in &entries {
+                        intake.remove(&seq[..])?;
+                    }
+                    for (name, bytes, _) in &rejects {
+                        quarantine.insert(name.as_bytes(), *bytes)?;
+                    }
+                    for (key, id, record) in &moves {
                         if jobs.insert(id.as_bytes(), *record)?.is_some() {
                             return abort(Error::DuplicateJobId {
                                 id: (*id).to_owned(),
@@ -137,31 +173,28 @@ impl Engine {
                     Ok(())
                 })
                 .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))?;
+            for (name, _, why) in &rejects {
+                tracing::error!(entry = %name, error = %why, "dueq: an enqueued job could not be settled; kept in the quarantine");
+            }
         }
-    }
-
-    /// Moves an intake entry that cannot be settled to the quarantine tree
-    /// (under the job's id if it has one), where `Store::verify` reports it.
-    fn quarantine_intake(&self, seq: &[u8], entry: &[u8], why: &Error) -> Result<()> {
-        let name = match decode_intake(entry) {
-            Ok((_, id, _)) => format!("intake:{id}"),
-            Err(_) => format!("intake:seq:{}", hex(seq)),
-        };
-        tracing::error!(entry = %name, error = %why, "dueq: an enqueued job could not be settled; kept in the quarantine");
-        (&self.intake, &self.quarantine)
-            .transaction(|(intake, quarantine)| {
-                if intake.remove(seq)?.is_some() {
-                    quarantine.insert(name.as_bytes(), entry)?;
-                }
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))
     }
 
     /// How many jobs wait in the intake.
     #[cfg(test)]
     pub(crate) fn intake_len(&self) -> usize {
-        self.intake.len()
+        self.intake
+            .iter()
+            .map(|item| entry_jobs(&item.unwrap().1))
+            .sum()
+    }
+}
+
+/// The job count of an entry, read from its header (0 if it is damaged:
+/// `decode_intake` reports that).
+fn entry_jobs(entry: &[u8]) -> usize {
+    match entry {
+        [_, a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+        _ => 0,
     }
 }
 
@@ -219,6 +252,24 @@ mod tests {
                 "index and record agree"
             );
         }
+    }
+
+    #[test]
+    fn a_batch_is_written_as_few_entries_and_settles_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let ids = engine.enqueue(plain(200), NOW).unwrap();
+        assert_eq!(engine.intake.len(), 200usize.div_ceil(JOBS_PER_ENTRY));
+        assert_eq!(engine.intake_len(), 200);
+        let q = engine.queue_id("default").unwrap();
+        let queued = engine
+            .ids(q, Class::Ready, 0, u64::MAX, usize::MAX)
+            .unwrap();
+        assert_eq!(queued[0], "first");
+        assert_eq!(queued[1..], ids[..], "queue order is enqueue order");
+        assert_eq!(engine.intake.len(), 0);
+        let report = engine.verify().unwrap();
+        assert!(report.problems.is_empty(), "{report:?}");
     }
 
     #[test]

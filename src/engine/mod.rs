@@ -35,6 +35,21 @@ pub(crate) fn fuzz_decode_record(id: &[u8], bytes: &[u8]) -> bool {
     }
 }
 
+pub(crate) fn fuzz_decode_intake(bytes: &[u8]) -> bool {
+    match codec::decode_intake(bytes) {
+        // An entry that decodes re-encodes to the same bytes.
+        Ok(items) => {
+            assert_eq!(codec::encode_intake(&items), bytes);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn fuzz_intake_entry(key: &[u8], id: &str, record: &[u8]) -> Vec<u8> {
+    codec::encode_intake(&[(key, id, record)])
+}
+
 pub(crate) fn fuzz_decode_key(bytes: &[u8]) -> bool {
     match keys::IndexKey::decode(bytes) {
         Ok(key) => {

@@ -1014,7 +1014,14 @@ impl Engine {
     pub(crate) fn replay_journal(&self, now: u64) -> Result<usize> {
         let mut counted = 0;
         for start in self.journal.read()? {
-            match self.get(&start.id) {
+            // Read as stored, without `settle`: a journaled run was claimed,
+            // so its job is not in the intake, and an open after a crash
+            // need not move a large intake before it returns.
+            let stored = match self.trees.jobs.get(&start.id)? {
+                Some(raw) => decode_record(start.id.as_bytes(), &raw).map(Some),
+                None => Ok(None),
+            };
+            match stored {
                 Ok(Some(r)) if lost_claim(&r, &start) => {}
                 _ => continue,
             }
@@ -2248,6 +2255,18 @@ pub(super) mod tests {
         claimed
     }
 
+    /// A run's successful outcome.
+    fn success(id: &str, token: u64, ended_at: u64) -> Done {
+        Done {
+            id: id.to_owned(),
+            token,
+            outcome: Outcome::Success(b"1".to_vec()),
+            ended_at,
+            thread: None,
+            final_attempt: false,
+        }
+    }
+
     fn record(engine: &Engine, id: &str) -> JobRecord {
         engine.get(id).unwrap().unwrap()
     }
@@ -2267,14 +2286,7 @@ pub(super) mod tests {
             engine.journal_start(&claimed[1]).unwrap();
             // A rewrite while the first run goes on must keep its line.
             engine.rotate_journal(true).unwrap();
-            let done = Done {
-                id: claimed[1].id.clone(),
-                token: claimed[1].token,
-                outcome: Outcome::Success(b"1".to_vec()),
-                ended_at: NOW + 1,
-                thread: None,
-                final_attempt: false,
-            };
+            let done = success(&claimed[1].id, claimed[1].token, NOW + 1);
             let report = engine
                 .round(&[done], &[], 0, LEASE_MS, NOW + 1, &ClaimPolicy::default())
                 .unwrap();
@@ -2347,14 +2359,7 @@ pub(super) mod tests {
         assert!(again.unwrap().claimed.is_empty());
         assert_eq!(engine.next_wake(&[queue], 5, NOW, &policy).unwrap(), None);
 
-        let done = Done {
-            id: "quick".to_owned(),
-            token: claimed[0].token,
-            outcome: Outcome::Success(b"1".to_vec()),
-            ended_at: NOW + 1,
-            thread: None,
-            final_attempt: false,
-        };
+        let done = success("quick", claimed[0].token, NOW + 1);
         let report = engine
             .round(&[done], &[queue], 5, LEASE_MS, NOW + 1, &policy)
             .unwrap();
@@ -2426,14 +2431,7 @@ pub(super) mod tests {
         }
         assert!(engine.live.lock().is_empty());
         // A late outcome of a released run writes nothing.
-        let done = Done {
-            id: "a".to_owned(),
-            token: claimed[0].token,
-            outcome: Outcome::Success(b"1".to_vec()),
-            ended_at: NOW + 6,
-            thread: None,
-            final_attempt: false,
-        };
+        let done = success("a", claimed[0].token, NOW + 6);
         let report = engine
             .round(&[done], &[], 0, LEASE_MS, NOW + 6, &ClaimPolicy::default())
             .unwrap();
