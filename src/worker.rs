@@ -50,9 +50,16 @@ pub struct WorkerBuilder {
     prefetch: Option<usize>,
 }
 
-/// The default prefetch per runner thread, and the least default prefetch.
-const PREFETCH_PER_THREAD: usize = 8;
-const MIN_DEFAULT_PREFETCH: usize = 16;
+/// The largest default prefetch per runner thread, and its least value.
+const PREFETCH_PER_THREAD: usize = 32;
+const MIN_DEFAULT_PREFETCH: usize = 64;
+/// The default prefetch before any run has ended (per thread).
+const FIRST_PREFETCH_PER_THREAD: usize = 8;
+/// How much work the default prefetch holds per runner thread, at the
+/// recent mean run time: enough to keep runners busy between rounds, and a
+/// bound on how long a job enqueued on a higher-priority queue waits
+/// behind prefetched ones.
+const PREFETCH_HORIZON_US: u64 = 5_000;
 
 /// How a worker picks among its queues (rq's `--dequeue-strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,10 +116,16 @@ impl WorkerBuilder {
     }
 
     /// How many claimed jobs may wait for a free runner thread, on top of
-    /// the jobs running. By default `8 × threads`, at least 16. A tuning
-    /// knob: the dispatcher writes outcomes and claims jobs in batches of up
-    /// to this size (one sled transaction each), so a larger prefetch drains
-    /// short jobs faster; 0 claims only for idle threads.
+    /// the jobs running. A tuning knob: the dispatcher writes outcomes and
+    /// claims jobs in batches of up to this size (one sled transaction
+    /// each), so a larger prefetch drains short jobs faster; 0 claims only
+    /// for idle threads.
+    ///
+    /// By default it adapts to the jobs: about 5 ms of work at the recent
+    /// mean run time per thread, between 1 and `32 × threads` (at least 64):
+    /// no-op jobs get the whole batch, jobs that take a second get one
+    /// waiting job (8 × threads until the first run ends). A value set here
+    /// is used as it is.
     ///
     /// Prefetched jobs show as started. The price: a job enqueued on a
     /// higher-priority queue waits behind the prefetched ones, and another
@@ -302,6 +315,7 @@ impl WorkerBuilder {
             }
             None => None,
         };
+        let adaptive = self.prefetch.is_none();
         let prefetch = self.prefetch.unwrap_or_else(|| {
             self.threads
                 .saturating_mul(PREFETCH_PER_THREAD)
@@ -318,6 +332,8 @@ impl WorkerBuilder {
             queues: self.queues,
             threads: self.threads,
             claims,
+            adaptive,
+            mean_run_us: AtomicU64::new(0),
             lease: self.lease,
             callback_timeout: self.callback_timeout,
             policy: self.policy,
@@ -594,8 +610,12 @@ struct Shared {
     queues: Vec<String>,
     threads: usize,
     /// How many runs may be claimed and not finished at once: the threads
-    /// plus the prefetch.
+    /// plus the (largest) prefetch.
     claims: usize,
+    /// The prefetch is the default one, which follows `mean_run_us`.
+    adaptive: bool,
+    /// Recent mean run time, µs (a moving average; 0 before the first).
+    mean_run_us: AtomicU64,
     lease: Duration,
     callback_timeout: Duration,
     policy: ClaimPolicy,
@@ -634,6 +654,9 @@ impl Shared {
 
 #[derive(Default)]
 struct Counters {
+    /// Written by the dispatcher from a round until its figures are
+    /// counted; read by `snapshot`.
+    gate: parking_lot::RwLock<()>,
     succeeded: AtomicU64,
     failed: AtomicU64,
     abandoned: AtomicU64,
@@ -648,6 +671,7 @@ struct Counters {
 
 impl Counters {
     fn snapshot(&self, shared: &Shared) -> WorkerStats {
+        let _counted = self.gate.read();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WorkerStats {
             succeeded: get(&self.succeeded),
@@ -749,6 +773,34 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
+/// How many runs may be claimed and not finished now: the threads plus the
+/// prefetch, which by default follows the mean run time.
+fn claim_budget(shared: &Shared) -> usize {
+    if !shared.adaptive {
+        return shared.claims;
+    }
+    let prefetch = default_prefetch(
+        shared.mean_run_us.load(Ordering::Relaxed),
+        shared.threads,
+        shared.claims - shared.threads,
+    );
+    shared.threads.saturating_add(prefetch)
+}
+
+/// The default prefetch for `threads` runners whose runs take `mean_us` on
+/// average (0: none ended yet), at most `max`.
+fn default_prefetch(mean_us: u64, threads: usize, max: usize) -> usize {
+    if mean_us == 0 {
+        return threads.saturating_mul(FIRST_PREFETCH_PER_THREAD).min(max);
+    }
+    let per_thread = usize::try_from(PREFETCH_HORIZON_US / mean_us).unwrap_or(usize::MAX);
+    per_thread.saturating_mul(threads).clamp(1, max.max(1))
+}
+
+/// How long a busy dispatcher waits for more outcomes before a round (see
+/// `dispatch`).
+const GATHER: Duration = Duration::from_micros(500);
+
 fn dispatch(
     shared: &Arc<Shared>,
     tx: Sender<Run>,
@@ -771,7 +823,25 @@ fn dispatch(
     loop {
         shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
         let seen = engine.signal.generation();
-        for returned in done_rx.try_iter() {
+        // While the runners have claimed runs waiting in their channel, a
+        // round can wait a little for more outcomes: each round is a
+        // transaction with a fixed cost, so fewer, larger rounds drain
+        // faster, and no runner waits meanwhile. Outcomes are written at
+        // most `GATHER` later; an idle or starved pool never waits.
+        let mut gathered = done_rx.try_iter().collect::<Vec<_>>();
+        if real_time && !gathered.is_empty() && tx.len() >= shared.threads {
+            let deadline = std::time::Instant::now() + GATHER;
+            // Until only the runs started are left to finish (the runners
+            // would wait for the next claims) or the deadline.
+            while !tx.is_empty() && gathered.len() < claim_budget(shared) - shared.threads {
+                match done_rx.recv_deadline(deadline) {
+                    Ok(returned) => gathered.push(returned),
+                    Err(_) => break,
+                }
+                gathered.extend(done_rx.try_iter());
+            }
+        }
+        for returned in gathered {
             match returned {
                 Returned::Ended(done) => {
                     // A run that timed out was already recorded and its slot
@@ -849,10 +919,14 @@ fn dispatch(
         let free = if quitting {
             0
         } else {
-            shared.claims.saturating_sub(in_flight)
+            claim_budget(shared).saturating_sub(in_flight)
         };
         let mut progressed = false;
         if !pending.is_empty() || (free > 0 && !queues.is_empty()) {
+            // Held until the round's outcomes are counted: a caller that
+            // saw a job's outcome in the store and then reads the stats
+            // finds it counted.
+            let gate = shared.stats.gate.write();
             match engine.round(&pending, &queues, free, lease_ms, now, &shared.policy) {
                 Ok(report) => {
                     for ((done, info), written) in
@@ -877,6 +951,7 @@ fn dispatch(
                     add(&shared.stats.abandoned, report.abandoned.len());
                     add(&shared.stats.corrupt, report.corrupt);
                     add(&shared.stats.expired, report.expired.len());
+                    drop(gate);
                     for moved in &report.abandoned {
                         let will_retry = moved.to == Class::Ready;
                         tracing::warn!(
@@ -948,6 +1023,7 @@ fn dispatch(
                     // pending and are written once the store works again;
                     // the round would fail the same way at once, so wait.
                     shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    drop(gate);
                     engine.signal.wait(seen, Some(ERROR_BACKOFF));
                     continue;
                 }
@@ -1168,10 +1244,17 @@ fn run_jobs(shared: &Shared, rx: &Receiver<Run>, done_tx: &Sender<Returned>) -> 
         }
         let started = Instant::now();
         let outcome = run_one(shared, &run);
-        shared
-            .stats
-            .busy_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let took = started.elapsed().as_micros() as u64;
+        shared.stats.busy_us.fetch_add(took, Ordering::Relaxed);
+        // A moving average over about the last 8 runs (racy updates from
+        // several runners only blur it).
+        let mean = shared.mean_run_us.load(Ordering::Relaxed);
+        let mean = if mean == 0 {
+            took.max(1)
+        } else {
+            (mean * 7 + took) / 8
+        };
+        shared.mean_run_us.store(mean.max(1), Ordering::Relaxed);
         report.send(outcome);
         if run.state.timed_out.load(Ordering::SeqCst) {
             return RunnerEnd::Retired;
@@ -1389,5 +1472,22 @@ pub(crate) fn execute(shared: &Runner<'_>, claimed: &Claimed, state: &Arc<RunSta
         // rq: a failing success callback fails the job.
         (Outcome::Success(_), Err(e)) => Outcome::Failure(e),
         (Outcome::Failure(message), Err(e)) => Outcome::Failure(format!("{message}; {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_prefetch_holds_about_five_ms_of_work_per_thread() {
+        assert_eq!(default_prefetch(0, 2, 64), 16, "before the first run ends");
+        assert_eq!(default_prefetch(20, 2, 64), 64, "no-op jobs: the most");
+        assert_eq!(default_prefetch(1_000, 2, 64), 10);
+        assert_eq!(
+            default_prefetch(1_000_000, 2, 64),
+            1,
+            "slow jobs: one waits"
+        );
     }
 }

@@ -876,7 +876,7 @@ fn drain(dir: &Path, n: u64, threads: usize) -> anyhow::Result<Measure> {
     let disk = store.size_on_disk()?;
     let mut m = Measure::new(Workload::Drain2, n, threads as u32, "buffered").rate(n, elapsed);
     m.disk_mb = Some(round(disk as f64 / MIB, 1));
-    Ok(m.with("errors", stats.errors))
+    Ok(m.with("errors", stats.errors).with("rounds", stats.rounds))
 }
 
 /// Due-to-start latency on an idle worker. Each job is enqueued due 10 to
