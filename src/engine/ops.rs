@@ -635,16 +635,19 @@ impl Engine {
             let mut running_keys = running_keys.clone();
             let mut starts = rate_starts.clone();
             let mut blocked = 0;
-            // The claims of the runs done, first, so that their outcomes
-            // find them claimed: inside one transaction sled writes each
-            // key once, so a claim and its outcome cost what the outcome
-            // alone does.
+            // The claims of the runs done are applied to their records in
+            // memory and handed to their outcomes: the job goes from its
+            // `READY` key to where its outcome puts it in one write.
+            let mut claimed_records: HashMap<u64, JobRecord> = HashMap::new();
             for p in &finishing {
-                write_claim(jobs, index, p)?;
+                if let Some(record) = claim_for_outcome(jobs, index, p)? {
+                    claimed_records.insert(p.token, record);
+                }
             }
             let mut written = Vec::with_capacity(done.len());
             for (d, &seq) in done.iter().zip(&done_seqs) {
-                written.push(apply_outcome(jobs, index, d, seq)?);
+                let claimed = claimed_records.remove(&d.token);
+                written.push(apply_outcome(jobs, index, d, claimed, seq)?);
             }
             let mut claimed = Vec::new();
             let mut deferred = Vec::new();
@@ -844,7 +847,7 @@ impl Engine {
         let released = self.tx(|jobs, index| {
             let mut done = done.clone();
             done.final_attempt = true;
-            apply_outcome(jobs, index, &done, seq)?;
+            apply_outcome(jobs, index, &done, None, seq)?;
             let Some(record) = decode_in_tx(jobs, done.id.as_bytes())? else {
                 return Ok(Vec::new());
             };
@@ -1764,14 +1767,22 @@ fn seed(id: &str) -> u64 {
 
 /// Writes a run's outcome and returns the class the job went to; `None` if
 /// the run was fenced and nothing was written.
+/// Writes a run's outcome. `claimed` is the job's record as its claim
+/// left it, when that claim was made in memory and not written (see
+/// `claim_for_outcome`); otherwise the record is read.
 fn apply_outcome(
     jobs: &TransactionalTree,
     index: &TransactionalTree,
     done: &Done,
+    claimed: Option<JobRecord>,
     seq: u64,
 ) -> TxResult<Option<Class>> {
     let now = done.ended_at;
-    let Some(mut record) = running(jobs, &done.id, done.token)? else {
+    let record = match claimed {
+        Some(record) => Some(record),
+        None => running(jobs, &done.id, done.token)?,
+    };
+    let Some(mut record) = record else {
         return Ok(None);
     };
     let key = record.index_key();
@@ -1909,8 +1920,23 @@ fn write_claim(
     index: &TransactionalTree,
     p: &PendingClaim,
 ) -> TxResult<()> {
+    if let Some(record) = claim_for_outcome(jobs, index, p)? {
+        write(jobs, index, &record)?;
+    }
+    Ok(())
+}
+
+/// Applies a pending claim to the job's record in memory and removes its
+/// `READY` key: the record is `STARTED` with the run's token, not written
+/// (its `STARTED` key is not in the index). `None` if the job is no longer
+/// where it was claimed from (then the run's outcome is fenced).
+fn claim_for_outcome(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    p: &PendingClaim,
+) -> TxResult<Option<JobRecord>> {
     let Some(mut record) = decode_in_tx(jobs, p.id.as_bytes())? else {
-        return Ok(());
+        return Ok(None);
     };
     let key = record.index_key();
     if key.class != Class::Ready
@@ -1918,11 +1944,11 @@ fn write_claim(
         || key.seq != p.from_seq
         || record.attempts.saturating_add(1) != p.attempt
     {
-        return Ok(());
+        return Ok(None);
     }
     index.remove(&record.key[..])?;
-    claim(jobs, index, &mut record, p.token, p.seq, p.lease_ms, p.at)?;
-    Ok(())
+    claim_in_memory(&mut record, p.token, p.seq, p.lease_ms, p.at);
+    Ok(Some(record))
 }
 
 /// The record of a job being enqueued, `READY` (`link_parents` may defer it
