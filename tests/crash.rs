@@ -338,6 +338,10 @@ fn enqueue_one(store: &Store, rng: &mut Rng, ack: &File, phase: &File, cycle: u6
         _ => Kind::AlwaysFail,
     };
     let queue = QUEUES[usize::from(rng.below(3) != 0)];
+    // Half the jobs have ids of the harness's own (the transactional
+    // enqueue path), half generated ids (the intake, see
+    // engine/intake.rs), some of those in batches.
+    let given = rng.below(2) == 0;
     let id = format!("c{cycle}-t{t}-{n}");
     let sleep_ms = if kind == Kind::Sleepy {
         1 + rng.below(8)
@@ -349,18 +353,34 @@ fn enqueue_one(store: &Store, rng: &mut Rng, ack: &File, phase: &File, cycle: u6
     } else {
         Retry::max(MAX_RETRIES).intervals([Duration::from_millis(20), Duration::from_millis(60)])
     };
-    let mut job = store
-        .queue(queue)
-        .job(kind.name(), &sleep_ms)
-        .id(id.as_str())
-        .retry(retry)
-        // Longer than any run of the harness, so "lost" never means "expired".
-        .result_ttl(Duration::from_secs(24 * 3600));
-    if rng.below(5) == 0 {
-        job = job.delay(Duration::from_millis(50 + rng.below(451)));
-    }
-    match job.enqueue() {
-        Ok(_) => log_line(ack, &format!("ack {id} {} {queue}\n", kind.name())),
+    let delay = (rng.below(5) == 0).then(|| Duration::from_millis(50 + rng.below(451)));
+    let q = store.queue(queue);
+    let make = || {
+        let job = q
+            .job(kind.name(), &sleep_ms)
+            .retry(retry.clone())
+            // Longer than any run of the harness, so "lost" never means "expired".
+            .result_ttl(Duration::from_secs(24 * 3600));
+        match delay {
+            Some(d) => job.delay(d),
+            None => job,
+        }
+    };
+    let enqueued = if given {
+        make().id(id.as_str()).enqueue().map(|job| vec![job])
+    } else if rng.below(4) == 0 {
+        q.enqueue_many((0..2 + rng.below(4)).map(|_| make()))
+    } else {
+        make().enqueue().map(|job| vec![job])
+    };
+    match enqueued {
+        Ok(jobs) => {
+            let lines: String = jobs
+                .iter()
+                .map(|job| format!("ack {} {} {queue}\n", job.id(), kind.name()))
+                .collect();
+            log_line(ack, &lines);
+        }
         Err(e) => {
             log_line(phase, &format!("enqueue-error {id} {e}\n"));
             std::process::exit(6);
@@ -921,11 +941,12 @@ impl Harness {
             }
         };
         let tree = |name: &str| db.open_tree(name).expect("open a tree");
-        let (queues, jobs, index, quarantine) = (
+        let (queues, jobs, index, quarantine, intake) = (
             tree("queues"),
             tree("jobs"),
             tree("index"),
             tree("quarantine"),
+            tree("intake"),
         );
         let queue_numbers: HashSet<u32> = queues
             .iter()
@@ -970,6 +991,23 @@ impl Harness {
                 index.len()
             ));
         }
+        // Jobs enqueued by the fast path and not yet moved into place: each
+        // in exactly one intake entry and nowhere else.
+        for kv in intake.iter() {
+            let (_, entry) = kv.unwrap();
+            match intake_ids(&entry) {
+                Some(ids) => {
+                    for id in ids {
+                        if !raw.records.insert(id.clone()) {
+                            v.push(format!(
+                                "{id} is in the intake and in place, or twice in the intake"
+                            ));
+                        }
+                    }
+                }
+                None => v.push(format!("malformed intake entry {entry:?}")),
+            }
+        }
         if !quarantine.is_empty() {
             v.push(format!("{} quarantined records", quarantine.len()));
         }
@@ -1008,7 +1046,9 @@ impl Harness {
                         self.summary.reruns_after_done += 1;
                     }
                     let known = self.model.get(id.as_str()).copied();
-                    if known.is_none() && id_cycle(id) != Some(cycle) {
+                    // A generated id (no cycle in it) not in the model was
+                    // enqueued after the last check: this cycle.
+                    if known.is_none() && id_cycle(id).is_some_and(|c| c != cycle) {
                         v.push(format!("{id} ran in cycle {cycle} but was not in the store at the check before"));
                     }
                     if let Some(k) = known.filter(|k| k.status.is_final()) {
@@ -1345,9 +1385,38 @@ impl Harness {
     }
 }
 
+/// The job ids of an intake entry (`[1][count u16]`, then per job `[key
+/// 21][id length u16][id][record length u32][record]`:
+/// src/engine/codec.rs), or `None` if it is malformed.
+fn intake_ids(entry: &[u8]) -> Option<Vec<String>> {
+    let (&version, rest) = entry.split_first()?;
+    if version != 1 || rest.len() < 2 {
+        return None;
+    }
+    let count = u16::from_be_bytes([rest[0], rest[1]]);
+    let mut rest = &rest[2..];
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let id_len = usize::from(u16::from_be_bytes(rest.get(21..23)?.try_into().ok()?));
+        let id = std::str::from_utf8(rest.get(23..23 + id_len)?).ok()?;
+        let at = 23 + id_len;
+        let rec_len = u32::from_be_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize;
+        rest = rest.get(at + 4 + rec_len..)?;
+        ids.push(id.to_owned());
+    }
+    rest.is_empty().then_some(ids)
+}
+
 /// The cycle an id was enqueued in (`c<cycle>-t<thread>-<n>`).
+/// `None` for a generated id (a UUID, which may also start with `c`).
 fn id_cycle(id: &str) -> Option<u64> {
-    id.strip_prefix('c')?.split('-').next()?.parse().ok()
+    let parts: Vec<&str> = id.strip_prefix('c')?.split('-').collect();
+    match parts.as_slice() {
+        [cycle, thread, n] if thread.starts_with('t') && n.parse::<u64>().is_ok() => {
+            cycle.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// Complete lines: a last line without its newline was torn by the kill.
