@@ -173,7 +173,7 @@ fn lost_dependents(
     let mut events = Vec::new();
     let mut work = vec![(parent.to_owned(), dependents.to_vec())];
     while let Some((parent, children)) = work.pop() {
-        let prefix = format!("canceled: it depends on job {parent:?}, which ");
+        let prefix = crate::engine::lost_parent_reason(&parent);
         for child in children {
             let Ok(Some(record)) = engine.get(&child) else {
                 continue;
@@ -222,7 +222,7 @@ fn recovered_events(engine: &Engine, ids: Vec<String>, now: u64) -> Result<Vec<c
                     && h.ended_at == now
                     && h.error
                         .as_deref()
-                        .is_some_and(|e| e.starts_with("abandoned"))
+                        .is_some_and(|e| e == crate::engine::ABANDONED)
             });
         if !recovered {
             continue;

@@ -124,59 +124,78 @@ impl Engine {
             if entries.is_empty() {
                 return Ok(());
             }
-            let mut moves = Vec::with_capacity(jobs_in_chunk);
-            // (quarantine key, bytes, why)
-            let mut rejects: Vec<(String, &[u8], Error)> = Vec::new();
-            for (seq, entry) in &entries {
-                match decode_intake(entry) {
-                    Ok(items) => {
-                        for (key, id, record) in items {
-                            // Neither can happen to a generated id and a
-                            // fresh sequence number; checked so that one bad
-                            // job cannot stop every later one from settling.
-                            let taken = if self.trees.jobs.contains_key(id.as_bytes())? {
-                                Some(Error::DuplicateJobId { id: id.to_owned() })
-                            } else if self.trees.index.contains_key(key)? {
-                                Some(Error::corrupt(
-                                    format!("job {id:?}"),
-                                    "its index key is taken by another job",
-                                ))
-                            } else {
-                                None
-                            };
-                            match taken {
-                                Some(e) => rejects.push((format!("intake:{id}"), record, e)),
-                                None => moves.push((key, id, record)),
-                            }
-                        }
-                    }
-                    Err(e) => rejects.push((format!("intake:seq:{}", hex(seq)), &entry[..], e)),
-                }
-            }
-            let trees = &self.trees;
-            (&trees.jobs, &trees.index, &self.intake, &self.quarantine)
-                .transaction(|(jobs, index, intake, quarantine)| {
-                    for (seq, _) in &entries {
-                        intake.remove(&seq[..])?;
-                    }
-                    for (name, bytes, _) in &rejects {
-                        quarantine.insert(name.as_bytes(), *bytes)?;
-                    }
-                    for (key, id, record) in &moves {
-                        if jobs.insert(id.as_bytes(), *record)?.is_some() {
-                            return abort(Error::DuplicateJobId {
-                                id: (*id).to_owned(),
-                            });
-                        }
-                        index.insert(*key, id.as_bytes())?;
-                    }
-                    Ok(())
-                })
-                .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))?;
-            for (name, _, why) in &rejects {
-                tracing::error!(entry = %name, error = %why, "dueq: an enqueued job could not be settled; kept in the quarantine");
+            // A job whose id or index key is taken cannot come from the fast
+            // path (a generated id, a fresh sequence number), so the chunk
+            // is first moved without looking; only if the transaction finds
+            // one is the chunk checked job by job, so that one bad job
+            // cannot stop every later one from settling.
+            match self.settle_chunk(&entries, false) {
+                Err(Error::DuplicateJobId { .. }) => self.settle_chunk(&entries, true)?,
+                other => other?,
             }
         }
+    }
+
+    /// Moves the jobs of `entries` into place and removes the entries, in
+    /// one transaction. Entries that do not decode go to the quarantine;
+    /// with `checked`, so do jobs whose id or index key is taken. Without
+    /// it, such a job aborts the transaction with `DuplicateJobId`.
+    fn settle_chunk(&self, entries: &[(sled::IVec, sled::IVec)], checked: bool) -> Result<()> {
+        let mut moves = Vec::new();
+        // (quarantine key, bytes, why)
+        let mut rejects: Vec<(String, &[u8], Error)> = Vec::new();
+        for (seq, entry) in entries {
+            let items = match decode_intake(entry) {
+                Ok(items) => items,
+                Err(e) => {
+                    rejects.push((format!("intake:seq:{}", hex(seq)), &entry[..], e));
+                    continue;
+                }
+            };
+            for (key, id, record) in items {
+                let taken = if !checked {
+                    None
+                } else if self.trees.jobs.contains_key(id.as_bytes())? {
+                    Some(Error::DuplicateJobId { id: id.to_owned() })
+                } else if self.trees.index.contains_key(key)? {
+                    Some(Error::corrupt(
+                        format!("job {id:?}"),
+                        "its index key is taken by another job",
+                    ))
+                } else {
+                    None
+                };
+                match taken {
+                    Some(e) => rejects.push((format!("intake:{id}"), record, e)),
+                    None => moves.push((key, id, record)),
+                }
+            }
+        }
+        let trees = &self.trees;
+        (&trees.jobs, &trees.index, &self.intake, &self.quarantine)
+            .transaction(|(jobs, index, intake, quarantine)| {
+                for (seq, _) in entries {
+                    intake.remove(&seq[..])?;
+                }
+                for (name, bytes, _) in &rejects {
+                    quarantine.insert(name.as_bytes(), *bytes)?;
+                }
+                for (key, id, record) in &moves {
+                    let taken = jobs.insert(id.as_bytes(), *record)?.is_some()
+                        || index.insert(*key, id.as_bytes())?.is_some();
+                    if taken {
+                        return abort(Error::DuplicateJobId {
+                            id: (*id).to_owned(),
+                        });
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<Error>| Error::from(e))?;
+        for (name, _, why) in &rejects {
+            tracing::error!(entry = %name, error = %why, "dueq: an enqueued job could not be settled; kept in the quarantine");
+        }
+        Ok(())
     }
 
     /// How many jobs wait in the intake.
@@ -204,7 +223,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::keys::Class;
+    use super::super::keys::{Class, IndexKey};
     use super::super::ops::tests::{job, open, NOW};
     use super::*;
 
@@ -318,6 +337,32 @@ mod tests {
             report.quarantined,
             [format!("intake:seq:{}", hex(&bad_seq.to_be_bytes()))]
         );
+    }
+
+    #[test]
+    fn a_job_whose_id_is_taken_is_quarantined_and_the_rest_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let before = engine.get("first").unwrap().unwrap();
+        // An intake entry for "first" again (only damage could write one).
+        let mut again = before.clone();
+        let seq = engine.next_seq().unwrap();
+        again.key = IndexKey::new(before.index_key().queue, Class::Ready, NOW, seq).encode();
+        let bytes = encode_record(&again);
+        let entry = encode_intake(&[(&again.key[..], "first", &bytes[..])]);
+        engine.intake.insert(seq.to_be_bytes(), entry).unwrap();
+        let ids = engine.enqueue(plain(2), NOW).unwrap();
+        assert_eq!(ready(&engine), 3, "the two good jobs settled");
+        assert_eq!(engine.intake_len(), 0);
+        assert_eq!(
+            engine.get("first").unwrap().unwrap(),
+            before,
+            "left as it was"
+        );
+        for id in &ids {
+            assert!(engine.get(id).unwrap().is_some());
+        }
+        assert_eq!(engine.verify().unwrap().quarantined, ["intake:first"]);
     }
 
     #[test]

@@ -15,7 +15,10 @@ mod verify;
 pub(crate) use codec::{decode_json, encode_json};
 pub(crate) use commit::Committer;
 pub(crate) use keys::{Class, IndexKey};
-pub(crate) use ops::{status_of, ClaimPolicy, Claimed, Done, Engine, ExportedKey, NewJob, Outcome};
+pub(crate) use ops::{
+    lost_parent_reason, status_of, ClaimPolicy, Claimed, Done, Engine, ExportedKey, NewJob,
+    Outcome, ABANDONED,
+};
 pub(crate) use record::{AttemptLog, Callbacks, Dependency, JobRecord, Limit};
 pub(crate) use schedules::{ScheduleRecord, Spec};
 pub(crate) use trees::{OpenOptions, SCHEMA_VERSION};

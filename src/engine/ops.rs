@@ -79,6 +79,13 @@ impl QueuePlan<'_> {
 
 /// The error a lost run is recorded with, at open or when its lease lapsed.
 pub(crate) const ABANDONED: &str = "abandoned: the process stopped while the job was running";
+
+/// The start of the error of a job canceled because `parent`, a job it
+/// depends on, was lost; the rest says how ("failed", "was canceled"...).
+/// Events are matched against it (`Store`'s `lost_dependents`).
+pub(crate) fn lost_parent_reason(parent: &str) -> String {
+    format!("canceled: it depends on job {parent:?}, which ")
+}
 const LEASE_LAPSED: &str =
     "abandoned: the run's lease expired and no run of it was going on in this process";
 
@@ -714,21 +721,14 @@ impl Engine {
                     }
                 }
                 if key.class == Class::Started {
-                    index.remove(&key_bytes[..])?;
                     if live.get(&record.id) == Some(&record.token) {
                         // The run is going on in this process (the clock
                         // jumped, or the machine slept): it is not
                         // abandoned, its lease is renewed.
-                        record.key = IndexKey::new(
-                            key.queue,
-                            Class::Started,
-                            now.saturating_add(lease_ms),
-                            key.seq,
-                        )
-                        .encode();
-                        write(jobs, index, &record)?;
+                        renew_lease(jobs, index, &mut record, lease_ms, now)?;
                         continue;
                     }
+                    index.remove(&key_bytes[..])?;
                     record.push_history(
                         AttemptLog::new(
                             record.attempts,
@@ -1056,16 +1056,7 @@ impl Engine {
                 Some(r) => r,
                 None => return abort(Error::LeaseLost { id: id.to_owned() }),
             };
-            let key = record.index_key();
-            index.remove(&record.key[..])?;
-            record.key = IndexKey::new(
-                key.queue,
-                Class::Started,
-                now.saturating_add(lease_ms),
-                key.seq,
-            )
-            .encode();
-            write(jobs, index, &record)
+            renew_lease(jobs, index, &mut record, lease_ms, now)
         })
     }
 
@@ -1926,6 +1917,27 @@ fn write_claim(
     Ok(())
 }
 
+/// Moves a `STARTED` job's key to a lease lapsing `lease_ms` after `now`.
+/// The caller removed nothing yet.
+fn renew_lease(
+    jobs: &TransactionalTree,
+    index: &TransactionalTree,
+    record: &mut JobRecord,
+    lease_ms: u64,
+    now: u64,
+) -> TxResult<()> {
+    let key = record.index_key();
+    index.remove(&record.key[..])?;
+    record.key = IndexKey::new(
+        key.queue,
+        Class::Started,
+        now.saturating_add(lease_ms),
+        key.seq,
+    )
+    .encode();
+    write(jobs, index, record)
+}
+
 /// Applies a pending claim to the job's record in memory and removes its
 /// `READY` key: the record is `STARTED` with the run's token, not written
 /// (its `STARTED` key is not in the index). `None` if the job is no longer
@@ -2056,10 +2068,7 @@ fn link_parents(jobs: &TransactionalTree, record: &mut JobRecord, now: u64) -> T
             Class::Failed | Class::Canceled | Class::Stopped => {
                 if !dep.allow_failure && lost.is_none() {
                     let how = status_of(&parent.index_key(), now);
-                    lost = Some(format!(
-                        "canceled: it depends on job {:?}, which is {how}",
-                        dep.id
-                    ));
+                    lost = Some(format!("{}is {how}", lost_parent_reason(&dep.id)));
                 }
             }
             Class::Ready | Class::Started | Class::Deferred => {
@@ -2114,9 +2123,7 @@ fn settle_dependents(
             if let ParentEnd::Lost(how) = end {
                 if !dep.allow_failure {
                     index.remove(&child.key[..])?;
-                    child.error = Some(format!(
-                        "canceled: it depends on job {parent_id:?}, which {how}"
-                    ));
+                    child.error = Some(format!("{}{how}", lost_parent_reason(&parent_id)));
                     child.ended_at = Some(now);
                     child.key = IndexKey::new(key.queue, Class::Canceled, now, key.seq).encode();
                     write(jobs, index, &child)?;
